@@ -1,0 +1,1 @@
+//! onedoor-lab: the lab (to be written).

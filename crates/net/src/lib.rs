@@ -1,0 +1,1 @@
+//! onedoor-net: tokio shells around onedoor-proto (to be written).

@@ -1,0 +1,1 @@
+//! The `serve` configuration (stub: to be written).

@@ -1,0 +1,26 @@
+//! # onedoor-proto — the protocol logic, as pure code
+//!
+//! Nothing here touches a socket, a clock or tokio: every function takes bytes
+//! (and, where time matters, `now` as an argument) and returns a value. The
+//! async shells in `onedoor-net` feed it and act on what it says.
+//!
+//! Layout:
+//! - [`sniff`]: one file per protocol; each looks at a connection's first
+//!   bytes and answers [`Verdict::NeedMore`], [`Verdict::Match`] or
+//!   [`Verdict::NoMatch`].
+//! - [`route`]: a route (protocol + filters such as `sni=`, `host=`) and the
+//!   [`Router`] that tries routes in order, first match wins.
+//! - [`proxy_proto`]: PROXY protocol v1/v2, encode and parse.
+//! - [`spec`]: the strings users type: `HOST:PORT`, route specs.
+//! - [`config`]: the TOML file of `serve`, raw model to validated config.
+//! - [`rate`]: the per-IP connection rate limiter (token buckets, time passed in).
+
+pub mod config;
+pub mod proxy_proto;
+pub mod rate;
+pub mod route;
+pub mod sniff;
+pub mod spec;
+
+pub use route::{Decision, NamePattern, Route, Router};
+pub use sniff::{Protocol, Verdict};

@@ -1,0 +1,1 @@
+//! Per-IP connection rate limiting (stub: to be written).

@@ -1,0 +1,9 @@
+//! Sniffer for adb (stub: to be written).
+
+use super::Verdict;
+
+/// Is this the start of a adb connection?
+pub fn sniff(buf: &[u8]) -> Verdict {
+    let _ = buf;
+    Verdict::NoMatch
+}

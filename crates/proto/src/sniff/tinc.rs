@@ -1,0 +1,9 @@
+//! Sniffer for tinc (stub: to be written).
+
+use super::Verdict;
+
+/// Is this the start of a tinc connection?
+pub fn sniff(buf: &[u8]) -> Verdict {
+    let _ = buf;
+    Verdict::NoMatch
+}
