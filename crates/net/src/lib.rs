@@ -1,1 +1,18 @@
-//! onedoor-net: tokio shells around onedoor-proto (to be written).
+//! # onedoor-net — the async shells
+//!
+//! Thin tokio code around the pure logic of `onedoor-proto`: it owns the
+//! sockets, the clock and the tasks, and asks `onedoor-proto` what to do.
+//!
+//! Layout:
+//! - [`serve`]: the one-door server — accept loop with limits, per-connection
+//!   sniffing, forwarding, reload and drain.
+//! - [`forward`]: joins two TCP connections, zero-copy with `splice(2)` on
+//!   Linux and a buffered copy elsewhere, half-close in each direction.
+//! - [`sys`]: what the OS is asked for: the fd limit, privilege drop, socket
+//!   options, listeners.
+//! - [`metrics`]: the Prometheus names and the exporter.
+
+pub mod forward;
+pub mod metrics;
+pub mod serve;
+pub mod sys;

@@ -8,13 +8,20 @@ mod logging;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    let args = match cli::Cli::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
     logging::init(args.verbose, args.quiet);
     let outcome = match args.command {
-        cli::Command::Serve(a) => cli::serve::run(a),
+        cli::Command::Serve(a) => {
+            let sub = matches.subcommand_matches("serve").expect("serve matches");
+            cli::serve::run(*a, sub)
+        }
         cli::Command::Lab(a) => cli::lab::run(a),
     };
     exit::report(outcome)

@@ -23,7 +23,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// One port, many services: route each connection by its first bytes.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// The whole story on this machine: namespaces, a firewall, one door.
     Lab(lab::LabArgs),
 }

@@ -1,11 +1,312 @@
-//! `onedoor serve` (to be written).
+//! `onedoor serve`: the flags (each with its config key), loading and
+//! reloading the config, binding, privilege drop, signals.
+//!
+//! Flags form one layer of settings and the `-c` file another; the flags
+//! override the file key by key, on start and on every `SIGHUP`.
 
-use crate::exit::Outcome;
+use std::net::ToSocketAddrs;
+use std::path::{Path, PathBuf};
 
-/// Arguments of `onedoor serve`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct ServeArgs {}
+use anyhow::{anyhow, Context};
+use clap::ArgMatches;
+use onedoor_net::serve::Server;
+use onedoor_net::sys;
+use onedoor_proto::config::{
+    listener_changes, At, ConfigError, RouteSource, ServeConfig, ServeLayer,
+};
+use onedoor_proto::spec::HostPort;
+use onedoor_proto::Protocol;
+use tokio::signal::unix::{signal, SignalKind};
 
-pub(crate) fn run(_args: ServeArgs) -> Outcome {
+use crate::exit::{Failure, Outcome};
+
+/// Arguments of `onedoor serve`. Each flag has a config-file key of the same
+/// name (`--max-pending` ↔ `max-pending = 100`).
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Routes are tried in the order given; the first match wins. \
+The --anyprot shorthand is the catch-all and is tried last.\n\n\
+Example: onedoor serve -l 0.0.0.0:443 --ssh 127.0.0.1:22 \
+--route 'tls,sni=*.example.org=127.0.0.1:8443' --http 127.0.0.1:80"
+)]
+pub(crate) struct ServeArgs {
+    /// TOML config file; its keys are these flags' names. Flags override it.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen on ADDR (repeatable; IPv6 as [::]:443). Default 0.0.0.0:443.
+    #[arg(short = 'l', long = "listen", value_name = "ADDR")]
+    listen: Vec<String>,
+    /// Route SSH (`SSH-2.0-`) to ADDR.
+    #[arg(long, value_name = "ADDR")]
+    ssh: Vec<String>,
+    /// Route TLS (any ClientHello) to ADDR, without terminating it.
+    #[arg(long, value_name = "ADDR")]
+    tls: Vec<String>,
+    /// Route HTTP/1.x to ADDR.
+    #[arg(long, value_name = "ADDR")]
+    http: Vec<String>,
+    /// Route OpenVPN over TCP to ADDR.
+    #[arg(long, value_name = "ADDR")]
+    openvpn: Vec<String>,
+    /// Route SOCKS5 to ADDR.
+    #[arg(long, value_name = "ADDR")]
+    socks5: Vec<String>,
+    /// Route anything else to ADDR (tried last).
+    #[arg(long, value_name = "ADDR")]
+    anyprot: Vec<String>,
+    /// PROTO[,sni=NAME][,alpn=ID][,host=NAME][,regex=RE]=ADDR (repeatable).
+    /// PROTO: ssh tls http openvpn socks5 tinc xmpp adb regex anyprot.
+    #[arg(long, value_name = "SPEC")]
+    route: Vec<String>,
+    /// Wait this long for a client's first bytes [default: 2s].
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
+    /// Send clients that stay silent past --timeout to this protocol's route
+    /// (server-speaks-first protocols). Default: close them.
+    #[arg(long, value_name = "PROTO")]
+    on_timeout: Option<String>,
+    /// Send a PROXY protocol header (v1 or v2) to every backend.
+    #[arg(long, value_name = "v1|v2")]
+    proxy_protocol: Option<String>,
+    /// Accept a PROXY protocol header from trusted sources (--trusted-proxy).
+    #[arg(long)]
+    accept_proxy_protocol: bool,
+    /// A source whose PROXY header is believed: address or CIDR (repeatable)
+    /// [default: 127.0.0.0/8 and ::1].
+    #[arg(long, value_name = "CIDR")]
+    trusted_proxy: Vec<String>,
+    /// At most N connections at once; more wait in the backlog [default: 20000].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<u64>,
+    /// At most N connections still being sniffed; past it the oldest is
+    /// closed [default: 1024].
+    #[arg(long, value_name = "N")]
+    max_pending: Option<u64>,
+    /// At most N new connections per second from one address (IPv6: per /64).
+    #[arg(long, value_name = "N/s")]
+    rate: Option<String>,
+    /// Drop to this user once the ports are bound.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// State directory (keys, clients; used by the tunnel).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<String>,
+    /// On SIGTERM, wait this long for live connections [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    drain_timeout: Option<String>,
+    /// Host the onedoor tunnel on this port (arrives with `onedoor connect`).
+    #[arg(long, hide = true)]
+    tunnel: bool,
+    /// Where unauthenticated tunnel attempts go (arrives with the tunnel).
+    #[arg(long, value_name = "ADDR", hide = true)]
+    fallback: Option<String>,
+    /// TLS certificate for the tunnel (arrives with the tunnel).
+    #[arg(long, value_name = "FILE", hide = true)]
+    cert: Option<String>,
+    /// TLS key for the tunnel (arrives with the tunnel).
+    #[arg(long, value_name = "FILE", hide = true)]
+    key: Option<String>,
+    /// Probe reflector ports (arrives with `onedoor probe`).
+    #[arg(long, value_name = "SPEC", hide = true)]
+    reflect: Option<String>,
+}
+
+/// The flags as a settings layer. Routes keep the order they were typed in,
+/// across `--ssh`, `--route` and the other shorthands.
+fn flag_layer(a: &ServeArgs, m: &ArgMatches) -> ServeLayer {
+    let mut routes: Vec<(usize, At<RouteSource>)> = Vec::new();
+    let shorthands: [(&str, &'static str, Protocol, &Vec<String>); 6] = [
+        ("ssh", "--ssh", Protocol::Ssh, &a.ssh),
+        ("tls", "--tls", Protocol::Tls, &a.tls),
+        ("http", "--http", Protocol::Http, &a.http),
+        ("openvpn", "--openvpn", Protocol::OpenVpn, &a.openvpn),
+        ("socks5", "--socks5", Protocol::Socks5, &a.socks5),
+        ("anyprot", "--anyprot", Protocol::Anyprot, &a.anyprot),
+    ];
+    for (id, flag, proto, values) in shorthands {
+        let idx: Vec<usize> = m.indices_of(id).map(|i| i.collect()).unwrap_or_default();
+        for (i, v) in values.iter().enumerate() {
+            let at = idx.get(i).copied().unwrap_or(usize::MAX);
+            routes.push((at, At::flag(flag, RouteSource::Shorthand(proto, v.clone()))));
+        }
+    }
+    let idx: Vec<usize> = m
+        .indices_of("route")
+        .map(|i| i.collect())
+        .unwrap_or_default();
+    for (i, v) in a.route.iter().enumerate() {
+        let at = idx.get(i).copied().unwrap_or(usize::MAX);
+        routes.push((at, At::flag("--route", RouteSource::Spec(v.clone()))));
+    }
+    routes.sort_by_key(|(i, _)| *i);
+
+    let list = |flag: &'static str, v: &Vec<String>| {
+        (!v.is_empty()).then(|| v.iter().map(|s| At::flag(flag, s.clone())).collect())
+    };
+    let one =
+        |flag: &'static str, v: &Option<String>| v.as_ref().map(|s| At::flag(flag, s.clone()));
+    ServeLayer {
+        listen: list("--listen", &a.listen),
+        routes: (!routes.is_empty()).then(|| routes.into_iter().map(|(_, r)| r).collect()),
+        timeout: one("--timeout", &a.timeout),
+        on_timeout: one("--on-timeout", &a.on_timeout),
+        proxy_protocol: one("--proxy-protocol", &a.proxy_protocol),
+        accept_proxy_protocol: a
+            .accept_proxy_protocol
+            .then(|| At::flag("--accept-proxy-protocol", true)),
+        trusted_proxy: list("--trusted-proxy", &a.trusted_proxy),
+        max_connections: a.max_connections.map(|n| At::flag("--max-connections", n)),
+        max_pending: a.max_pending.map(|n| At::flag("--max-pending", n)),
+        rate: one("--rate", &a.rate),
+        user: one("--user", &a.user),
+        metrics: one("--metrics", &a.metrics),
+        state_dir: one("--state-dir", &a.state_dir),
+        drain_timeout: one("--drain-timeout", &a.drain_timeout),
+        tunnel: a.tunnel.then(|| At::flag("--tunnel", true)),
+        fallback: one("--fallback", &a.fallback),
+        cert: one("--cert", &a.cert),
+        key: one("--key", &a.key),
+        reflect: one("--reflect", &a.reflect),
+    }
+}
+
+/// The file (if any) under the flags, validated.
+fn load(file: Option<&Path>, flags: &ServeLayer) -> anyhow::Result<ServeConfig> {
+    let base = match file {
+        None => ServeLayer::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config {}", path.display()))?;
+            ServeLayer::from_toml(&path.display().to_string(), &text).map_err(config_error)?
+        }
+    };
+    flags.clone().over(base).validate().map_err(config_error)
+}
+
+fn config_error(e: ConfigError) -> anyhow::Error {
+    anyhow!(e)
+}
+
+pub(crate) fn run(args: ServeArgs, matches: &ArgMatches) -> Outcome {
+    let flags = flag_layer(&args, matches);
+    let config = load(args.config.as_deref(), &flags).map_err(Failure::Usage)?;
+    match sys::limits::raise_fd_limit() {
+        Ok(n) => tracing::debug!(limit = n, "file descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the file descriptor limit"),
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(args, flags, config))
+}
+
+async fn serve(args: ServeArgs, flags: ServeLayer, config: ServeConfig) -> Outcome {
+    let server = Server::new(config.clone());
+
+    // systemd socket activation takes the place of `listen`.
+    let mut fds = listenfd::ListenFd::from_env();
+    let activated = fds.len() > 0;
+    if activated {
+        for i in 0..fds.len() {
+            let listener = fds
+                .take_tcp_listener(i)
+                .with_context(|| format!("socket activation: fd {}", i + 3))?
+                .ok_or_else(|| anyhow!("socket activation: fd {} is not a TCP listener", i + 3))?;
+            listener
+                .set_nonblocking(true)
+                .context("socket activation")?;
+            server
+                .add_listener(format!("systemd:{i}"), listener)
+                .context("socket activation")?;
+        }
+        tracing::info!(
+            sockets = fds.len(),
+            "using the sockets systemd passed; `listen` is ignored"
+        );
+    } else {
+        for addr in &config.listen {
+            bind(&server, addr)?;
+        }
+    }
+    if let Some(addr) = config.metrics {
+        onedoor_net::metrics::install(addr).map_err(Failure::Runtime)?;
+        tracing::info!(%addr, "metrics on http://{addr}/metrics");
+    }
+    if let Some(user) = &config.user {
+        sys::privileges::drop_to(user).map_err(Failure::Runtime)?;
+        tracing::info!(user = %user, "dropped privileges");
+    }
+
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&server, args.config.as_deref(), &flags, activated),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    let drain = server.config().config.drain_timeout;
+    tracing::info!(open = server.open_connections(), bound = ?drain, "draining");
+    let left = server.drain(drain).await;
+    if left > 0 {
+        tracing::warn!(
+            left,
+            "drain bound reached; closing the connections still open"
+        );
+    }
     Ok(())
+}
+
+/// Bind every address `addr` resolves to.
+fn bind(server: &Server, addr: &HostPort) -> anyhow::Result<()> {
+    let addrs: Vec<_> = (addr.host.as_str(), addr.port)
+        .to_socket_addrs()
+        .with_context(|| format!("listen {addr}: cannot resolve"))?
+        .collect();
+    for sa in addrs {
+        let listener = sys::listen::bind(sa).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            } else {
+                ""
+            };
+            anyhow!("cannot listen on {sa}: {e}{hint}")
+        })?;
+        server.add_listener(addr.to_string(), listener)?;
+    }
+    Ok(())
+}
+
+/// `SIGHUP`: re-read the file under the same flags. An invalid config keeps
+/// the old one, saying why.
+fn reload(server: &Server, file: Option<&Path>, flags: &ServeLayer, activated: bool) {
+    let new = match load(file, flags) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("reload refused, keeping the running config: {e:#}");
+            return;
+        }
+    };
+    if !activated {
+        let old = server.config();
+        let changes = listener_changes(&old.config.listen, &new.listen);
+        for addr in &changes.add {
+            if let Err(e) = bind(server, addr) {
+                tracing::error!("reload: {e:#}");
+            }
+        }
+        for addr in &changes.remove {
+            server.remove_listener(&addr.to_string());
+            tracing::info!(%addr, "stopped listening");
+        }
+    }
+    let routes = new.routes.len();
+    server.reload(new);
+    tracing::info!(routes, "config reloaded");
 }

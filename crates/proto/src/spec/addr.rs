@@ -79,9 +79,7 @@ fn parse(s: &str, allow_zero: bool) -> Result<HostPort, SpecError> {
         }
         (h, p)
     };
-    let port: u16 = port
-        .parse()
-        .map_err(|_| SpecError::BadPort(s.to_owned()))?;
+    let port: u16 = port.parse().map_err(|_| SpecError::BadPort(s.to_owned()))?;
     if port == 0 && !allow_zero {
         return Err(SpecError::BadPort(s.to_owned()));
     }

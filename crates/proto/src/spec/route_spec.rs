@@ -21,15 +21,16 @@ pub fn parse_route(spec: &str) -> Result<Route, SpecError> {
         Some((p, o)) => (p, o),
         None => (head, ""),
     };
-    let protocol: Protocol = proto.parse().map_err(|e: crate::sniff::UnknownProtocol| bad(&e.to_string()))?;
+    let protocol: Protocol = proto
+        .parse()
+        .map_err(|e: crate::sniff::UnknownProtocol| bad(&e.to_string()))?;
     let mut route = Route::new(protocol, target);
     while !opts.is_empty() {
         let (key, rest) = opts
             .split_once('=')
             .ok_or_else(|| bad(&format!("option `{opts}` is not key=value")))?;
         if key == "regex" {
-            let re = regex::bytes::Regex::new(rest)
-                .map_err(|e| bad(&format!("regex: {e}")))?;
+            let re = regex::bytes::Regex::new(rest).map_err(|e| bad(&format!("regex: {e}")))?;
             route.regex = Some(re);
             break;
         }

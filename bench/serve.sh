@@ -1,0 +1,622 @@
+#!/usr/bin/env bash
+# bench/serve.sh — `onedoor serve` side by side with what users would run
+# instead (sslh-fork, sslh-select, HAProxy with and without splice, socat)
+# and with no proxy at all ("direct"), in ONE run, measured the same way.
+#
+#   sudo bench/serve.sh            (from the repo root; or: bash bench/serve.sh)
+#
+# What it measures (all on loopback, in a private network namespace when root):
+#   1. Throughput: iperf3 -t DURATION -J, one stream and -P4, through each peer
+#      to an `iperf3 -s` backend; Gbit/s and the ratio to direct. CPU seconds
+#      per GB moved: the forwarder's utime+stime (its whole process tree,
+#      sampled from /proc every 100 ms by `onedoor-bench cputree`, so
+#      sslh-fork's and socat's per-connection children count) divided by the
+#      bytes iperf3 received.
+#   2. New-connection latency: `onedoor-bench connlat` (connect, send
+#      "SSH-2.0-bench\r\n", wait for the first echoed byte, close) through each
+#      peer to `onedoor-bench echo-server`; p50/p99 in µs.
+#   3. Held connections: HOLD concurrent connections through serve (each sends
+#      its first line and gets it echoed, so it is routed and the backend leg
+#      is up); serve's VmRSS before/after, per connection pair. And
+#      sslh-select at HOLD_SSLH, with the 1024 soft fd limit systemd gives a
+#      service and with the raised limit.
+# Every peer runs once per round, in an order rotated each round; tables show
+# the median over rounds (the raw runs are listed below them). The machine
+# is shared and noisy: read the ratios, which are taken within one run.
+#
+# Knobs (environment variables; defaults in brackets):
+#   DURATION   seconds per iperf3 run                                   [5]
+#   ROUNDS     rounds over all peers                                    [3]
+#   PEERS      subset/order of: direct serve serve-sniff sslh-fork sslh-select
+#              haproxy haproxy-splice socat                             [all]
+#   LAT_COUNT  connlat connections per peer per round                   [2000]
+#   HOLD       connections held through serve (clamped so serve fits
+#              its 2 fds per pair under the fd hard limit)              [10000]
+#   HOLD_SSLH  connections held through sslh-select, 0 = skip           [1000]
+#   NETNS      1 = private network namespace (needs root), 0 = host lo  [1 if root]
+#   PORT_BASE  first port used (iperf3 PORT_BASE+1, fronts above it)    [10000]
+#   BUILD      1 = cargo build --release -p onedoor -p onedoor-bench    [1]
+#   SERVE_BIN  the onedoor binary                  [target/release/onedoor]
+#   OUT_DIR    where the report and logs go (git-ignored)               [bench/out]
+#
+# Needs: iperf3 sslh haproxy socat jq iproute2 (ss, ip) procps (ps).
+# A missing peer is reported and skipped. Nothing leaves loopback.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+: "${DURATION:=5}" "${ROUNDS:=3}" "${LAT_COUNT:=2000}" "${HOLD:=10000}" "${HOLD_SSLH:=1000}"
+: "${PORT_BASE:=10000}" "${BUILD:=1}" "${SERVE_BIN:=target/release/onedoor}" "${OUT_DIR:=bench/out}"
+ALL_PEERS="direct serve serve-sniff sslh-fork sslh-select haproxy haproxy-splice socat"
+: "${PEERS:=$ALL_PEERS}"
+if [[ -z "${NETNS:-}" ]]; then
+    if [[ $(id -u) == 0 ]]; then NETNS=1; else NETNS=0; fi
+fi
+BENCH_BIN=target/release/onedoor-bench
+export DURATION ROUNDS LAT_COUNT HOLD HOLD_SSLH PORT_BASE BUILD SERVE_BIN OUT_DIR PEERS NETNS
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for v in DURATION ROUNDS LAT_COUNT HOLD HOLD_SSLH PORT_BASE; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, not '${!v}'"
+done
+[[ $DURATION -ge 1 && $ROUNDS -ge 1 ]] || die "DURATION and ROUNDS must be at least 1"
+for p in $PEERS; do
+    [[ " $ALL_PEERS " == *" $p "* ]] || die "unknown peer '$p' in PEERS (known: $ALL_PEERS)"
+done
+
+# ---------------------------------------------------------------------------
+# Outer part: build, create the namespace, run the inner part inside it.
+# ---------------------------------------------------------------------------
+if [[ -z "${ODBENCH_INNER:-}" ]]; then
+    STAMP=$(date -u +%Y-%m-%d-%H%M%S)
+    CMDLINE="DURATION=$DURATION ROUNDS=$ROUNDS PEERS='$PEERS' LAT_COUNT=$LAT_COUNT HOLD=$HOLD HOLD_SSLH=$HOLD_SSLH NETNS=$NETNS"
+    [[ $SERVE_BIN == target/release/onedoor ]] || CMDLINE+=" SERVE_BIN=$SERVE_BIN"
+    [[ $PORT_BASE == 10000 ]] || CMDLINE+=" PORT_BASE=$PORT_BASE"
+    if [[ $(id -u) == 0 ]]; then CMDLINE="sudo $CMDLINE bench/serve.sh"; else CMDLINE="$CMDLINE bash bench/serve.sh"; fi
+    log "command: $CMDLINE"
+
+    command -v jq >/dev/null || die "jq is missing (apt-get install jq)"
+    command -v ss >/dev/null || die "ss is missing (apt-get install iproute2)"
+    command -v ps >/dev/null || die "ps is missing (apt-get install procps)"
+
+    if [[ $BUILD == 1 ]]; then
+        build="cargo build --release -p onedoor -p onedoor-bench"
+        log "$build"
+        if [[ -n "${SUDO_USER:-}" && "${SUDO_USER}" != root ]]; then
+            # Build as the invoking user: their toolchain, their target/ ownership.
+            sudo -u "$SUDO_USER" -i bash -c "cd '$ROOT' && $build" || die "build failed"
+        else
+            $build || die "build failed"
+        fi
+    fi
+    [[ -x $BENCH_BIN ]] || die "$BENCH_BIN is missing (run with BUILD=1)"
+
+    WORK="$ROOT/$OUT_DIR/serve-$STAMP"
+    mkdir -p "$WORK"
+    export WORK STAMP CMDLINE ODBENCH_INNER=1
+    status=0
+    if [[ $NETNS == 1 ]]; then
+        [[ $(id -u) == 0 ]] || die "NETNS=1 needs root (or run with NETNS=0)"
+        NS="odbench-$$"
+        outer_cleanup() {
+            local pids
+            pids=$(ip netns pids "$NS" 2>/dev/null || true)
+            if [[ -n $pids ]]; then
+                # shellcheck disable=SC2086
+                kill -KILL $pids 2>/dev/null || true
+            fi
+            ip netns del "$NS" 2>/dev/null || true
+        }
+        trap outer_cleanup EXIT
+        trap 'exit 130' INT TERM
+        ip netns add "$NS" || die "ip netns add $NS failed"
+        log "network namespace $NS (removed on exit)"
+        ip netns exec "$NS" bash "$ROOT/bench/serve.sh" || status=$?
+    else
+        log "NETNS=0: running on the host's loopback"
+        bash "$ROOT/bench/serve.sh" || status=$?
+    fi
+    if [[ -n "${SUDO_USER:-}" && "${SUDO_USER}" != root ]]; then
+        chown -R "$SUDO_USER": "$ROOT/$OUT_DIR" 2>/dev/null || true
+    fi
+    if [[ -f $WORK/report.md ]]; then
+        cp "$WORK/report.md" "$ROOT/$OUT_DIR/serve-$STAMP.md"
+        echo
+        cat "$WORK/report.md"
+        echo
+        log "report: $OUT_DIR/serve-$STAMP.md   logs and raw data: $OUT_DIR/serve-$STAMP/"
+    fi
+    exit "$status"
+fi
+
+# ---------------------------------------------------------------------------
+# Inner part: runs inside the namespace (or on the host with NETNS=0).
+# ---------------------------------------------------------------------------
+LO=127.0.0.1
+IPERF_PORT=$((PORT_BASE + 1))
+ECHO_PORT=$((PORT_BASE + 100))
+SSLH_LIMITED_PORT=$((PORT_BASE + 200))
+DEAD=$LO:9 # backend of routes that must never match (nothing listens there)
+
+if [[ $NETNS == 1 ]]; then
+    ip link set lo up
+    # Namespaced sysctl, this namespace only: more ephemeral ports for the
+    # latency runs' TIME_WAITs plus the held connections.
+    sysctl -qw net.ipv4.ip_local_port_range="20000 65000"
+fi
+ulimit -n "$(ulimit -Hn)"
+FD_LIMIT=$(ulimit -n)
+
+PIDS=()
+LAST_PID=
+# start NAME CMD...: run CMD in the background, output to $WORK/NAME.log.
+start() {
+    local name=$1
+    shift
+    printf '%s: %s\n' "$name" "$*" >>"$WORK/commands.txt"
+    "$@" >"$WORK/$name.log" 2>&1 &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+descendants() {
+    local c
+    for c in $(ps -o pid= --ppid "$1" 2>/dev/null || true); do
+        echo "$c"
+        descendants "$c"
+    done
+}
+# stop PID [SIGNAL]: signal a process and its descendants, wait up to 3 s,
+# then SIGKILL what is left.
+stop() {
+    local pid=$1 sig=${2:-TERM} all i
+    all="$pid $(descendants "$pid" | tr '\n' ' ')"
+    # shellcheck disable=SC2086
+    kill -"$sig" $all 2>/dev/null || true
+    for ((i = 0; i < 30; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    # shellcheck disable=SC2086
+    kill -KILL $all 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+inner_cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do
+        kill -0 "$p" 2>/dev/null && stop "$p"
+    done
+    return 0
+}
+trap inner_cleanup EXIT
+trap 'exit 130' INT TERM
+
+listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+# wait_listen PORT PID: until PORT listens (5 s bound; fails early if PID died).
+wait_listen() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        listening "$1" && return 0
+        [[ -n ${2:-} ]] && ! kill -0 "$2" 2>/dev/null && return 1
+        sleep 0.05
+    done
+    return 1
+}
+# wait_for FILE PATTERN SECONDS PID: until a line of FILE matches.
+wait_for() {
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        kill -0 "$4" 2>/dev/null || { grep -q "$2" "$1" 2>/dev/null && return 0; return 1; }
+        sleep 0.1
+    done
+    return 1
+}
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+median() {
+    grep -E '^-?[0-9.]+([eE][-+]?[0-9]+)?$' | sort -g |
+        awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# ---- which peers can run -------------------------------------------------
+declare -A SKIP=()
+missing=()
+serve_ok=0
+if [[ -x $SERVE_BIN ]] && "$SERVE_BIN" serve --help 2>/dev/null | grep -q -- '--anyprot'; then
+    serve_ok=1
+fi
+need() { # need PEER COMMAND HINT
+    if ! command -v "$2" >/dev/null; then
+        SKIP[$1]="$2 not installed"
+        missing+=("$2 ($3)")
+    fi
+}
+need sslh-fork sslh "apt-get install sslh"
+need sslh-select sslh-select "apt-get install sslh"
+need haproxy haproxy "apt-get install haproxy"
+need haproxy-splice haproxy "apt-get install haproxy"
+need socat socat "apt-get install socat"
+if [[ $serve_ok == 0 ]]; then
+    SKIP[serve]="$SERVE_BIN has no working 'serve' yet"
+    SKIP[serve-sniff]=${SKIP[serve]}
+    missing+=("onedoor serve ($SERVE_BIN serve --help shows no --anyprot)")
+fi
+have_iperf=1
+command -v iperf3 >/dev/null || { have_iperf=0; missing+=("iperf3 (apt-get install iperf3): no throughput figures"); }
+if [[ ${#missing[@]} -gt 0 ]]; then
+    log "missing, skipped: ${missing[*]}"
+fi
+ACTIVE=()
+for p in $PEERS; do
+    [[ -z ${SKIP[$p]:-} ]] && ACTIVE+=("$p")
+done
+log "peers: ${ACTIVE[*]}"
+
+# ---- peers ----------------------------------------------------------------
+peer_index() {
+    local i=0 p
+    for p in $ALL_PEERS; do
+        [[ $p == "$1" ]] && { echo "$i"; return; }
+        i=$((i + 1))
+    done
+}
+SERVE_FLAGS=()
+if [[ $serve_ok == 1 ]] && "$SERVE_BIN" serve --help 2>/dev/null | grep -q -- '--max-connections'; then
+    SERVE_FLAGS+=(--max-connections $((HOLD + 1000)))
+fi
+haproxy_cfg() { # FILE FRONT BACKEND SPLICE(0|1)
+    {
+        echo "global"
+        echo "    maxconn 8000"
+        echo "defaults"
+        echo "    mode tcp"
+        echo "    timeout connect 5s"
+        echo "    timeout client 1h"
+        echo "    timeout server 1h"
+        [[ $4 == 1 ]] && echo "    option splice-auto"
+        echo "frontend front"
+        echo "    bind $LO:$2"
+        echo "    default_backend back"
+        echo "backend back"
+        echo "    server s1 $LO:$3"
+    } >"$1"
+}
+declare -A FRONT=() FPID=()
+# start_peer PEER SET(tput|lat) BACKEND_PORT: start the forwarder; sets
+# FRONT[PEER/SET] and FPID[PEER/SET].
+start_peer() {
+    local peer=$1 set=$2 back=$3 idx front key cfg
+    idx=$(peer_index "$peer")
+    key="$peer/$set"
+    if [[ $peer == direct ]]; then
+        FRONT[$key]=$back
+        return 0
+    fi
+    if [[ $set == tput ]]; then front=$((PORT_BASE + 10 + idx)); else front=$((PORT_BASE + 110 + idx)); fi
+    case "$peer/$set" in
+        serve/tput) start "$peer-$set" "$SERVE_BIN" serve -l "$LO:$front" "${SERVE_FLAGS[@]}" --anyprot "$LO:$back" ;;
+        serve/lat) start "$peer-$set" "$SERVE_BIN" serve -l "$LO:$front" "${SERVE_FLAGS[@]}" --ssh "$LO:$back" ;;
+        serve-sniff/tput) start "$peer-$set" "$SERVE_BIN" serve -l "$LO:$front" "${SERVE_FLAGS[@]}" \
+            --ssh "$DEAD" --tls "$DEAD" --http "$DEAD" --anyprot "$LO:$back" ;;
+        serve-sniff/lat) start "$peer-$set" "$SERVE_BIN" serve -l "$LO:$front" "${SERVE_FLAGS[@]}" \
+            --tls "$DEAD" --http "$DEAD" --ssh "$LO:$back" --anyprot "$DEAD" ;;
+        sslh-fork/tput) start "$peer-$set" sslh -f -n -p "$LO:$front" --anyprot "$LO:$back" ;;
+        sslh-fork/lat) start "$peer-$set" sslh -f -n -p "$LO:$front" --ssh "$LO:$back" ;;
+        sslh-select/tput) start "$peer-$set" sslh-select -f -n -p "$LO:$front" --anyprot "$LO:$back" ;;
+        sslh-select/lat) start "$peer-$set" sslh-select -f -n -p "$LO:$front" --ssh "$LO:$back" ;;
+        haproxy/*)
+            cfg="$WORK/$peer-$set.cfg"
+            haproxy_cfg "$cfg" "$front" "$back" 0
+            start "$peer-$set" haproxy -db -q -f "$cfg"
+            ;;
+        haproxy-splice/*)
+            cfg="$WORK/$peer-$set.cfg"
+            haproxy_cfg "$cfg" "$front" "$back" 1
+            start "$peer-$set" haproxy -db -q -f "$cfg"
+            ;;
+        socat/*) start "$peer-$set" socat "TCP-LISTEN:$front,bind=$LO,fork,reuseaddr" "TCP:$LO:$back" ;;
+    esac
+    FRONT[$key]=$front
+    FPID[$key]=$LAST_PID
+    if ! wait_listen "$front" "$LAST_PID"; then
+        log "$peer ($set) did not start; its log:"
+        tail -5 "$WORK/$peer-$set.log" >&2 || true
+        return 1
+    fi
+}
+
+# Ports must be free (matters with NETNS=0).
+for port in $IPERF_PORT $ECHO_PORT $SSLH_LIMITED_PORT $(seq $((PORT_BASE + 10)) $((PORT_BASE + 17))) \
+    $(seq $((PORT_BASE + 110)) $((PORT_BASE + 117))); do
+    listening "$port" && die "port $port is in use (set PORT_BASE, or use NETNS=1)"
+done
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+T_START=$SECONDS
+
+# ---- 1. throughput --------------------------------------------------------
+: >"$WORK/tput.tsv"
+# rotate N: the active peers, rotated left by N.
+rotate() {
+    local n=$(($1 % ${#ACTIVE[@]}))
+    echo "${ACTIVE[@]:n}" "${ACTIVE[@]:0:n}"
+}
+# iperf_run PEER TEST(1|P4) ROUND
+iperf_run() {
+    local peer=$1 test=$2 round=$3 key="$1/tput" srv cpu="" out popt=() gbps bytes cpu_ms err
+    out="$WORK/iperf-$peer-$test-r$round.json"
+    [[ $test == P4 ]] && popt=(-P 4)
+    start "iperf3-server" iperf3 -s -1 -B "$LO" -p "$IPERF_PORT"
+    srv=$LAST_PID
+    wait_listen "$IPERF_PORT" "$srv" || { log "iperf3 -s did not start"; stop "$srv"; return 0; }
+    if [[ $peer != direct ]]; then
+        start "cputree-$peer-$test-r$round" "$BENCH_BIN" cputree "${FPID[$key]}" --label "$peer"
+        cpu=$LAST_PID
+    fi
+    timeout $((DURATION + 20)) iperf3 -c "$LO" -p "${FRONT[$key]}" -t "$DURATION" -J \
+        --connect-timeout 3000 "${popt[@]}" >"$out" 2>"$out.err" || true
+    if [[ -n $cpu ]]; then stop "$cpu"; fi
+    stop "$srv"
+    gbps=$(jq -r '(.end.sum_received.bits_per_second // empty) / 1e9' "$out" 2>/dev/null || true)
+    bytes=$(jq -r '.end.sum_received.bytes // empty' "$out" 2>/dev/null || true)
+    err=$(jq -r '.error // empty' "$out" 2>/dev/null || true)
+    cpu_ms=nan
+    if [[ -n $cpu ]]; then
+        cpu_ms=$(jq -r '.cpu_ms // "nan"' "$WORK/cputree-$peer-$test-r$round.log" 2>/dev/null || echo nan)
+    fi
+    if [[ -z $gbps || -z $bytes ]]; then
+        log "  $peer $test: failed ${err:-(no JSON; see $out.err)}"
+        printf '%s\t%s\t%s\tnan\tnan\tnan\n' "$round" "$peer" "$test" >>"$WORK/tput.tsv"
+        return 0
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$peer" "$test" "$gbps" "$bytes" "$cpu_ms" >>"$WORK/tput.tsv"
+    log "  $(printf '%-15s %-3s %6.2f Gbit/s  cpu %s ms' "$peer" "$test" "$gbps" "$cpu_ms")"
+}
+
+if [[ $have_iperf == 1 ]]; then
+    for p in "${ACTIVE[@]}"; do
+        start_peer "$p" tput "$IPERF_PORT" || { SKIP[$p]="failed to start"; }
+    done
+    for ((r = 1; r <= ROUNDS; r++)); do
+        log "throughput, round $r/$ROUNDS"
+        for p in $(rotate $((r - 1))); do
+            [[ -n ${SKIP[$p]:-} ]] && continue
+            iperf_run "$p" 1 "$r"
+            iperf_run "$p" P4 "$r"
+        done
+    done
+    # The throughput forwarders are no longer needed.
+    for p in "${ACTIVE[@]}"; do
+        if [[ -n ${FPID[$p/tput]:-} ]]; then stop "${FPID[$p/tput]}"; fi
+    done
+fi
+
+# ---- 2. new-connection latency ---------------------------------------------
+: >"$WORK/lat.tsv"
+start echo-server "$BENCH_BIN" echo-server "$LO:$ECHO_PORT"
+ECHO_PID=$LAST_PID
+wait_listen "$ECHO_PORT" "$ECHO_PID" || die "echo-server did not start"
+for p in "${ACTIVE[@]}"; do
+    [[ -n ${SKIP[$p]:-} ]] && continue
+    start_peer "$p" lat "$ECHO_PORT" || { SKIP[$p]="failed to start"; }
+done
+for ((r = 1; r <= ROUNDS; r++)); do
+    log "new-connection latency, round $r/$ROUNDS ($LAT_COUNT connections per peer)"
+    for p in $(rotate $((r - 1))); do
+        [[ -n ${SKIP[$p]:-} ]] && continue
+        out="$WORK/connlat-$p-r$r.json"
+        timeout 180 "$BENCH_BIN" connlat "$LO:${FRONT[$p/lat]}" --count "$LAT_COUNT" \
+            --deadline 120s --label "$p" >"$out" 2>"$out.err" || true
+        if [[ -s $out ]]; then
+            jq -r --arg r "$r" --arg p "$p" '[$r, $p, .p50_us, .p99_us, .errors, .count] | @tsv' "$out" >>"$WORK/lat.tsv"
+            log "  $(jq -r '"\(.label)  p50 \(.p50_us) µs  p99 \(.p99_us) µs  errors \(.errors)"' "$out")"
+        else
+            log "  $p: connlat failed: $(head -c 300 "$out.err")"
+        fi
+    done
+done
+
+# ---- 3. held connections --------------------------------------------------
+: >"$WORK/hold.tsv"
+# Each pair costs serve two fds; keep 64 for listeners, logs, the runtime.
+HOLD_MAX=$(((FD_LIMIT - 64) / 2))
+HOLD_N=$HOLD
+if [[ $HOLD_N -gt $HOLD_MAX ]]; then
+    HOLD_N=$HOLD_MAX
+    log "fd hard limit $FD_LIMIT: holding $HOLD_N, not $HOLD (serve needs 2 fds per pair)"
+fi
+# hold_run LABEL PORT PID COUNT FD_LIMIT_OF_PEER
+hold_run() {
+    local label=$1 port=$2 pid=$3 n=$4 lim=$5 out h before after cpu established alive dropped vfail gone=no
+    out="$WORK/hold-$label.json"
+    before=$(rss_kib "$pid")
+    start "cputree-hold-$label" "$BENCH_BIN" cputree "$pid" --label "$label"
+    cpu=$LAST_PID
+    start "hold-$label" "$BENCH_BIN" hold "$LO:$port" --count "$n" --timeout 3s --deadline 150s --label "$label"
+    h=$LAST_PID
+    if ! wait_for "$WORK/hold-$label.log" '"event":"established"' 200 "$h"; then
+        log "  $label: hold did not report"
+    fi
+    sleep 1
+    after=$(rss_kib "$pid")
+    kill -0 "$pid" 2>/dev/null || gone=yes
+    kill -TERM "$h" 2>/dev/null || true
+    wait_for "$WORK/hold-$label.log" '"event":"released"' 30 "$h" || true
+    stop "$h"
+    stop "$cpu"
+    cp "$WORK/hold-$label.log" "$out"
+    established=$(jq -r 'select(.event == "established") | .established' "$out" 2>/dev/null || echo 0)
+    alive=$(jq -r 'select(.event == "released") | .alive' "$out" 2>/dev/null || echo nan)
+    dropped=$(jq -r 'select(.event == "released") | .dropped' "$out" 2>/dev/null || echo nan)
+    vfail=$(jq -r 'select(.event == "released") | .verify_failed' "$out" 2>/dev/null || echo nan)
+    local cpu_ms
+    cpu_ms=$(jq -r '.cpu_ms // "nan"' "$WORK/cputree-hold-$label.log" 2>/dev/null || echo nan)
+    kill -0 "$pid" 2>/dev/null || gone=yes
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$lim" "$n" "${established:-0}" "${alive:-nan}" \
+        "${dropped:-nan}" "${vfail:-nan}" "$before" "$after" "$cpu_ms" "$gone" >>"$WORK/hold.tsv"
+    log "  $label: $n requested, ${established:-0} established, ${alive:-?} alive at release; RSS $before → $after KiB; exited: $gone"
+}
+if [[ -n ${FPID[serve/lat]:-} ]] && kill -0 "${FPID[serve/lat]}" 2>/dev/null; then
+    log "held connections: $HOLD_N through serve"
+    hold_run serve "${FRONT[serve/lat]}" "${FPID[serve/lat]}" "$HOLD_N" "$FD_LIMIT"
+fi
+if [[ $HOLD_SSLH -gt 0 && -z ${SKIP[sslh-select]:-} && " $PEERS " == *" sslh-select "* ]]; then
+    log "held connections: $HOLD_SSLH through sslh-select, fd soft limit 1024 (systemd's default)"
+    start sslh-select-nofile1024 bash -c "ulimit -n 1024 && exec sslh-select -f -n -p $LO:$SSLH_LIMITED_PORT --ssh $LO:$ECHO_PORT"
+    lim_pid=$LAST_PID
+    if wait_listen "$SSLH_LIMITED_PORT" "$lim_pid"; then
+        hold_run sslh-select-nofile1024 "$SSLH_LIMITED_PORT" "$lim_pid" "$HOLD_SSLH" 1024
+    fi
+    stop "$lim_pid"
+    if [[ -n ${FPID[sslh-select/lat]:-} ]]; then
+        log "held connections: $HOLD_SSLH through sslh-select, fd limit $FD_LIMIT"
+        hold_run "sslh-select-nofile$FD_LIMIT" "${FRONT[sslh-select/lat]}" "${FPID[sslh-select/lat]}" "$HOLD_SSLH" "$FD_LIMIT"
+    fi
+fi
+
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+ELAPSED=$((SECONDS - T_START))
+
+# ---- report ---------------------------------------------------------------
+tput_med() { # PEER TEST COLUMN(4=gbps 5=bytes 6=cpu_ms)
+    awk -F'\t' -v p="$1" -v t="$2" -v c="$3" '$2 == p && $3 == t { print $c }' "$WORK/tput.tsv" | median
+}
+# CPU s/GB per run, then the median over runs.
+cpu_per_gb_med() {
+    awk -F'\t' -v p="$1" -v t="$2" '$2 == p && $3 == t && $5 + 0 > 0 && $6 != "nan" { print ($6 / 1000) / ($5 / 1e9) }' "$WORK/tput.tsv" | median
+}
+lat_med() { # PEER COLUMN(3=p50 4=p99 5=errors)
+    awk -F'\t' -v p="$1" -v c="$2" '$2 == p { print $c }' "$WORK/lat.tsv" | median
+}
+isnum() { [[ $1 =~ ^-?[0-9.]+([eE][-+]?[0-9]+)?$ ]]; }
+fmt() { # FORMAT VALUE: printf, or "—" for a missing value
+    if isnum "$2"; then printf "$1" "$2"; else printf '—'; fi
+}
+ratio() { # A B: A/B formatted "0.56×"
+    if isnum "$1" && isnum "$2" && awk -v b="$2" 'BEGIN { exit !(b > 0) }'; then
+        awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f×", a / b }'
+    else printf '—'; fi
+}
+describe() {
+    case $1 in
+        direct) echo "no proxy" ;;
+        serve) echo "onedoor serve, \`--anyprot\` (lat: \`--ssh\`)" ;;
+        serve-sniff) echo "onedoor serve, ssh/tls/http routes tried before the match" ;;
+        sslh-fork) echo "sslh $(sslh -V 2>&1 | head -1 | awk '{ print $2 }'), \`--anyprot\` (lat: \`--ssh\`)" ;;
+        sslh-select) echo "sslh-select, \`--anyprot\` (lat: \`--ssh\`)" ;;
+        haproxy) echo "HAProxy $(haproxy -v 2>/dev/null | head -1 | awk '{ print $3 }'), mode tcp" ;;
+        haproxy-splice) echo "HAProxy, mode tcp, \`option splice-auto\`" ;;
+        socat) echo "socat $(socat -V 2>/dev/null | awk '/socat version/ { print $3 }'), fork" ;;
+    esac
+}
+
+D1=$(tput_med direct 1 4)
+DP4=$(tput_med direct P4 4)
+DLAT=$(lat_med direct 3)
+declare -A HOLDKIB=()
+while IFS=$'\t' read -r label _lim _n est alive _dr _vf before after _cpu _gone; do
+    if isnum "$est" && [[ $est -gt 0 ]]; then
+        HOLDKIB[$label]=$(awk -v b="$before" -v a="$after" -v n="$alive" -v e="$est" \
+            'BEGIN { d = (n ~ /^[0-9]+$/ && n > 0) ? n : e; printf "%.1f", (a - b) / d }')
+    fi
+done <"$WORK/hold.tsv"
+
+REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$ROOT" diff --quiet HEAD 2>/dev/null || REV+="+dirty"
+{
+    echo "# onedoor serve benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "Command: \`$CMDLINE\`"
+    echo
+    echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), Linux $(uname -r);" \
+        "load average $LOAD_START at start, $LOAD_END at end; $ELAPSED s." \
+        "$(if [[ $NETNS == 1 ]]; then echo "Private network namespace, loopback."; else echo "Host loopback."; fi)" \
+        "onedoor $REV, iperf $(iperf3 --version 2>/dev/null | head -1 | awk '{ print $2 }')."
+    echo
+    echo "Median of $ROUNDS rounds; iperf3 \`-t $DURATION\` to \`iperf3 -s\`; new connections: $LAT_COUNT per peer per round" \
+        "(connect, send \`SSH-2.0-bench\\r\\n\`, first echoed byte, close), medians of the per-round percentiles."
+    echo
+    echo "| peer | what | 1 stream Gbit/s | × direct | -P4 Gbit/s | × direct | CPU s/GB (1 / -P4) | new conn p50 / p99 µs | KiB per held pair |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    for p in $PEERS; do
+        if [[ -n ${SKIP[$p]:-} ]]; then
+            echo "| $p | skipped: ${SKIP[$p]} | | | | | | | |"
+            continue
+        fi
+        g1=$(tput_med "$p" 1 4)
+        g4=$(tput_med "$p" P4 4)
+        c1=$(cpu_per_gb_med "$p" 1)
+        c4=$(cpu_per_gb_med "$p" P4)
+        l50=$(lat_med "$p" 3)
+        l99=$(lat_med "$p" 4)
+        hk=—
+        [[ $p == serve && -n ${HOLDKIB[serve]:-} ]] && hk=${HOLDKIB[serve]}
+        [[ $p == sslh-select ]] && hk="see below"
+        echo "| $p | $(describe "$p") | $(fmt %.2f "$g1") | $(ratio "$g1" "$D1") | $(fmt %.2f "$g4") | $(ratio "$g4" "$DP4")" \
+            "| $(fmt %.2f "$c1") / $(fmt %.2f "$c4") | $(fmt %.0f "$l50") / $(fmt %.0f "$l99") | $hk |"
+    done
+    echo
+    if [[ -s $WORK/hold.tsv ]]; then
+        echo "Held connections (each sent its first line and got it echoed by the backend before counting as established):"
+        echo
+        echo "| peer | fd limit | requested | established | alive at release | dropped while held | RSS before → after KiB | KiB per pair | CPU s while holding | process exited |"
+        echo "|---|---|---|---|---|---|---|---|---|---|"
+        while IFS=$'\t' read -r label lim n est alive dr vf before after cpu gone; do
+            echo "| $label | $lim | $n | $est | $alive | $dr | $before → $after | ${HOLDKIB[$label]:-—} | $(fmt %.2f "$(awk -v c="$cpu" 'BEGIN { if (c ~ /^[0-9.]+$/) print c / 1000; else print "nan" }')") | $gone |"
+        done <"$WORK/hold.tsv"
+        echo
+    fi
+    if [[ -z ${SKIP[serve]:-} && " $PEERS " == *" serve "* ]]; then
+        S1=$(tput_med serve 1 4)
+        SS1=$(tput_med serve-sniff 1 4)
+        H1=$(tput_med haproxy-splice 1 4)
+        X1=$(tput_med sslh-select 1 4)
+        SLAT=$(lat_med serve 3)
+        verdict() { if awk "BEGIN { exit !($1) }" 2>/dev/null; then echo PASS; else echo FAIL; fi; }
+        echo "Targets (issue 2):"
+        echo
+        echo "| target | measured | verdict |"
+        echo "|---|---|---|"
+        if isnum "$S1" && isnum "$H1"; then
+            echo "| serve ≥ HAProxy with splice, 1 stream | $(ratio "$S1" "$H1") (serve-sniff $(ratio "$SS1" "$H1")) | $(verdict "$S1 >= $H1") |"
+        else
+            echo "| serve ≥ HAProxy with splice, 1 stream | not measured | — |"
+        fi
+        if isnum "$S1" && isnum "$X1"; then
+            echo "| serve ≥ 1.5× sslh-select, 1 stream | $(ratio "$S1" "$X1") (serve-sniff $(ratio "$SS1" "$X1")) | $(verdict "$S1 >= 1.5 * $X1") |"
+        else
+            echo "| serve ≥ 1.5× sslh-select, 1 stream | not measured | — |"
+        fi
+        if isnum "$SLAT" && isnum "$DLAT"; then
+            echo "| new-connection p50 ≤ direct + 60 µs | $(awk -v s="$SLAT" -v d="$DLAT" 'BEGIN { printf "%+.0f µs (%.0f vs %.0f)", s - d, s, d }') | $(verdict "$SLAT <= $DLAT + 60") |"
+        fi
+        if [[ -n ${HOLDKIB[serve]:-} ]]; then
+            salive=$(awk -F'\t' '$1 == "serve" { print $5 }' "$WORK/hold.tsv")
+            sreq=$(awk -F'\t' '$1 == "serve" { print $3 }' "$WORK/hold.tsv")
+            note=""
+            [[ $sreq -lt 10000 ]] && note=" (only $sreq requested: fd hard limit $FD_LIMIT)"
+            echo "| 10,000 held, ≤ 8 KiB RSS per pair | $salive of $sreq alive, ${HOLDKIB[serve]} KiB per pair$note | $(verdict "$salive >= $sreq && ${HOLDKIB[serve]} <= 8") |"
+        fi
+        echo
+    fi
+    echo "<details><summary>Every run</summary>"
+    echo
+    echo "| round | peer | test | Gbit/s | GB moved | forwarder CPU s |"
+    echo "|---|---|---|---|---|---|"
+    awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, ($4 == "nan" ? "failed" : sprintf("%.2f", $4)), ($5 == "nan" ? "—" : sprintf("%.2f", $5 / 1e9)), ($6 == "nan" ? "—" : sprintf("%.2f", $6 / 1000)) }' "$WORK/tput.tsv"
+    echo
+    echo "| round | peer | p50 µs | p99 µs | errors | connections |"
+    echo "|---|---|---|---|---|---|"
+    awk -F'\t' '{ printf "| %s | %s | %.0f | %.0f | %s | %s |\n", $1, $2, $3, $4, $5, $6 }' "$WORK/lat.tsv"
+    echo
+    echo "Peers as started:"
+    echo
+    echo '```'
+    cat "$WORK/commands.txt"
+    echo '```'
+    echo
+    echo "</details>"
+} >"$WORK/report.md"
+log "done in $ELAPSED s"

@@ -1,0 +1,171 @@
+//! A blocking netlink socket that sends requests and collects their
+//! acknowledgements, with a bounded wait.
+//!
+//! Both `rtnl` (links, addresses, routes) and `nft` (the firewall) speak
+//! through this: they hand over serialized messages whose sequence numbers
+//! they took from [`Netlink::next_seq`], and get back the first error the
+//! kernel reported, tied to the message that caused it. The socket belongs to
+//! the network namespace of the thread that opened it.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use netlink_sys::{Socket, SocketAddr};
+use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::time::TimeVal;
+
+/// How long the kernel may take to answer one batch.
+const ACK_TIMEOUT: Duration = Duration::from_secs(3);
+
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_HDRLEN: usize = 16;
+
+/// A connected netlink socket of one protocol, in one namespace.
+pub(crate) struct Netlink {
+    sock: Socket,
+    seq: u32,
+}
+
+/// A request the kernel refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub(crate) struct NlError {
+    /// The request, in words.
+    pub(crate) what: String,
+    /// The kernel's answer (or the socket's failure).
+    #[source]
+    pub(crate) source: io::Error,
+}
+
+impl Netlink {
+    /// Open a socket of `protocol` (e.g. `NETLINK_ROUTE`) in the calling
+    /// thread's network namespace.
+    pub(crate) fn open(protocol: isize) -> io::Result<Netlink> {
+        let mut sock = Socket::new(protocol)?;
+        sock.bind_auto()?;
+        sock.connect(&SocketAddr::new(0, 0))?;
+        let tv = TimeVal::new(ACK_TIMEOUT.as_secs() as _, 0);
+        setsockopt(&sock, sockopt::ReceiveTimeout, &tv).map_err(io::Error::from)?;
+        Ok(Netlink { sock, seq: 1 })
+    }
+
+    /// A fresh sequence number for the next message.
+    pub(crate) fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    /// Send `bytes` (one or several netlink messages) and wait until the
+    /// kernel has acknowledged every sequence number in `acks`. `describe`
+    /// names the request a sequence number belongs to, for errors.
+    pub(crate) fn transact(
+        &mut self,
+        bytes: &[u8],
+        acks: &[u32],
+        describe: &dyn Fn(u32) -> String,
+    ) -> Result<(), NlError> {
+        let sys = |what: &str, source: io::Error| NlError {
+            what: what.to_owned(),
+            source,
+        };
+        self.sock
+            .send(bytes, 0)
+            .map_err(|e| sys("sending a netlink request", e))?;
+        let mut pending: Vec<u32> = acks.to_vec();
+        let mut first_error: Option<NlError> = None;
+        let mut deadline = Instant::now() + ACK_TIMEOUT;
+        while !pending.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let left = deadline - now;
+            let left = TimeVal::new(left.as_secs() as _, left.subsec_micros().max(1000) as _);
+            setsockopt(&self.sock, sockopt::ReceiveTimeout, &left).map_err(|e| {
+                sys("setting the netlink receive timeout", io::Error::from(e))
+            })?;
+            let buf = match self.sock.recv_from_full() {
+                Ok((buf, _)) => buf,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(sys("reading the kernel's answer", e)),
+            };
+            for (seq, code) in parse_acks(&buf) {
+                pending.retain(|s| *s != seq);
+                if code != 0 && first_error.is_none() {
+                    first_error = Some(NlError {
+                        what: describe(seq),
+                        source: io::Error::from_raw_os_error(-code),
+                    });
+                    // The rest of a failed batch answers at once, if at all.
+                    deadline = deadline.min(Instant::now() + Duration::from_millis(200));
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None if pending.is_empty() => Ok(()),
+            None => Err(sys(
+                "waiting for the kernel's answer",
+                io::Error::from(io::ErrorKind::TimedOut),
+            )),
+        }
+    }
+}
+
+/// `(sequence, error code)` of every `NLMSG_ERROR` message in `buf` (code 0
+/// is an acknowledgement, a negative code an errno).
+pub(crate) fn parse_acks(mut buf: &[u8]) -> Vec<(u32, i32)> {
+    let mut out = Vec::new();
+    while buf.len() >= NLMSG_HDRLEN {
+        let len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
+        let ty = u16::from_ne_bytes(buf[4..6].try_into().unwrap());
+        if len < NLMSG_HDRLEN || len > buf.len() {
+            break;
+        }
+        if ty == NLMSG_ERROR && len >= NLMSG_HDRLEN + 4 + NLMSG_HDRLEN {
+            let code = i32::from_ne_bytes(buf[16..20].try_into().unwrap());
+            // The request's own header follows the code.
+            let seq = u32::from_ne_bytes(buf[20 + 8..20 + 12].try_into().unwrap());
+            out.push((seq, code));
+        }
+        let aligned = (len + 3) & !3;
+        buf = &buf[aligned.min(buf.len())..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_msg(seq: u32, code: i32) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&36u32.to_ne_bytes());
+        m.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        m.extend_from_slice(&0u16.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(&code.to_ne_bytes());
+        // the original header
+        m.extend_from_slice(&20u32.to_ne_bytes());
+        m.extend_from_slice(&0x0a06u16.to_ne_bytes());
+        m.extend_from_slice(&0u16.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m
+    }
+
+    #[test]
+    fn parses_acks_and_errors_in_one_datagram() {
+        let mut buf = error_msg(5, 0);
+        buf.extend(error_msg(6, -95));
+        assert_eq!(parse_acks(&buf), vec![(5, 0), (6, -95)]);
+    }
+
+    #[test]
+    fn truncated_input_is_ignored() {
+        let buf = error_msg(5, 0);
+        assert_eq!(parse_acks(&buf[..20]), vec![]);
+        assert_eq!(parse_acks(&[]), vec![]);
+    }
+}
