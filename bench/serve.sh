@@ -12,9 +12,12 @@
 #      sampled from /proc every 100 ms by `onedoor-bench cputree`, so
 #      sslh-fork's and socat's per-connection children count) divided by the
 #      bytes iperf3 received.
-#   2. New-connection latency: `onedoor-bench connlat` (connect, send
-#      "SSH-2.0-bench\r\n", wait for the first echoed byte, close) through each
-#      peer to `onedoor-bench echo-server`; p50/p99 in µs.
+#   2. New-connection latency: `onedoor-bench connlat` (connect, send PAYLOAD,
+#      an HTTP request, wait for the first echoed byte, close) through each
+#      peer to `onedoor-bench echo-server`; p50/p99 in µs. serve and sslh
+#      route it with their http probe. Not ssh: sslh forks a process per ssh
+#      connection by default, sslh-select included, which would hide the
+#      select loop this compares against.
 #   3. Held connections: HOLD concurrent connections through serve (each sends
 #      its first line and gets it echoed, so it is routed and the backend leg
 #      is up); serve's VmRSS before/after, per connection pair. And
@@ -30,6 +33,8 @@
 #   PEERS      subset/order of: direct serve serve-sniff sslh-fork sslh-select
 #              haproxy haproxy-splice socat                             [all]
 #   LAT_COUNT  connlat connections per peer per round                   [2000]
+#   PAYLOAD    first bytes of connlat/hold connections (\r \n escapes)
+#                                    [GET / HTTP/1.1\r\nHost: bench\r\n\r\n]
 #   HOLD       connections held through serve (clamped so serve fits
 #              its 2 fds per pair under the fd hard limit)              [10000]
 #   HOLD_SSLH  connections held through sslh-select, 0 = skip           [1000]
@@ -47,6 +52,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 : "${DURATION:=5}" "${ROUNDS:=3}" "${LAT_COUNT:=2000}" "${HOLD:=10000}" "${HOLD_SSLH:=1000}"
+: "${PAYLOAD:=GET / HTTP/1.1\r\nHost: bench\r\n\r\n}"
 : "${PORT_BASE:=10000}" "${BUILD:=1}" "${SERVE_BIN:=target/release/onedoor}" "${OUT_DIR:=bench/out}"
 ALL_PEERS="direct serve serve-sniff sslh-fork sslh-select haproxy haproxy-splice socat"
 : "${PEERS:=$ALL_PEERS}"
@@ -54,7 +60,7 @@ if [[ -z "${NETNS:-}" ]]; then
     if [[ $(id -u) == 0 ]]; then NETNS=1; else NETNS=0; fi
 fi
 BENCH_BIN=target/release/onedoor-bench
-export DURATION ROUNDS LAT_COUNT HOLD HOLD_SSLH PORT_BASE BUILD SERVE_BIN OUT_DIR PEERS NETNS
+export PAYLOAD DURATION ROUNDS LAT_COUNT HOLD HOLD_SSLH PORT_BASE BUILD SERVE_BIN OUT_DIR PEERS NETNS
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -67,14 +73,32 @@ for p in $PEERS; do
     [[ " $ALL_PEERS " == *" $p "* ]] || die "unknown peer '$p' in PEERS (known: $ALL_PEERS)"
 done
 
+# finish: copy the report next to its logs' directory and print it (done by
+# the top-level process only).
+finish() {
+    if [[ -n "${SUDO_USER:-}" && "${SUDO_USER}" != root ]]; then
+        chown -R "$SUDO_USER": "$ROOT/$OUT_DIR" 2>/dev/null || true
+    fi
+    if [[ -f $WORK/report.md ]]; then
+        cp "$WORK/report.md" "$ROOT/$OUT_DIR/serve-$STAMP.md"
+        echo
+        cat "$WORK/report.md"
+        echo
+        log "report: $OUT_DIR/serve-$STAMP.md   logs and raw data: $OUT_DIR/serve-$STAMP/"
+    fi
+}
+
 # ---------------------------------------------------------------------------
 # Outer part: build, create the namespace, run the inner part inside it.
 # ---------------------------------------------------------------------------
+ODBENCH_TOP=
 if [[ -z "${ODBENCH_INNER:-}" ]]; then
     STAMP=$(date -u +%Y-%m-%d-%H%M%S)
     CMDLINE="DURATION=$DURATION ROUNDS=$ROUNDS PEERS='$PEERS' LAT_COUNT=$LAT_COUNT HOLD=$HOLD HOLD_SSLH=$HOLD_SSLH NETNS=$NETNS"
     [[ $SERVE_BIN == target/release/onedoor ]] || CMDLINE+=" SERVE_BIN=$SERVE_BIN"
     [[ $PORT_BASE == 10000 ]] || CMDLINE+=" PORT_BASE=$PORT_BASE"
+    # shellcheck disable=SC2089 # CMDLINE is text to show, never run
+    [[ $PAYLOAD == 'GET / HTTP/1.1\r\nHost: bench\r\n\r\n' ]] || CMDLINE+=" PAYLOAD='$PAYLOAD'"
     if [[ $(id -u) == 0 ]]; then CMDLINE="sudo $CMDLINE bench/serve.sh"; else CMDLINE="$CMDLINE bash bench/serve.sh"; fi
     log "command: $CMDLINE"
 
@@ -96,12 +120,15 @@ if [[ -z "${ODBENCH_INNER:-}" ]]; then
 
     WORK="$ROOT/$OUT_DIR/serve-$STAMP"
     mkdir -p "$WORK"
+    # shellcheck disable=SC2090
     export WORK STAMP CMDLINE ODBENCH_INNER=1
-    status=0
+
     if [[ $NETNS == 1 ]]; then
         [[ $(id -u) == 0 ]] || die "NETNS=1 needs root (or run with NETNS=0)"
         NS="odbench-$$"
+        # shellcheck disable=SC2317 # called by the trap
         outer_cleanup() {
+            # Everything in the namespace was started by this script.
             local pids
             pids=$(ip netns pids "$NS" 2>/dev/null || true)
             if [[ -n $pids ]]; then
@@ -114,22 +141,13 @@ if [[ -z "${ODBENCH_INNER:-}" ]]; then
         trap 'exit 130' INT TERM
         ip netns add "$NS" || die "ip netns add $NS failed"
         log "network namespace $NS (removed on exit)"
+        status=0
         ip netns exec "$NS" bash "$ROOT/bench/serve.sh" || status=$?
-    else
-        log "NETNS=0: running on the host's loopback"
-        bash "$ROOT/bench/serve.sh" || status=$?
+        finish
+        exit "$status"
     fi
-    if [[ -n "${SUDO_USER:-}" && "${SUDO_USER}" != root ]]; then
-        chown -R "$SUDO_USER": "$ROOT/$OUT_DIR" 2>/dev/null || true
-    fi
-    if [[ -f $WORK/report.md ]]; then
-        cp "$WORK/report.md" "$ROOT/$OUT_DIR/serve-$STAMP.md"
-        echo
-        cat "$WORK/report.md"
-        echo
-        log "report: $OUT_DIR/serve-$STAMP.md   logs and raw data: $OUT_DIR/serve-$STAMP/"
-    fi
-    exit "$status"
+    log "NETNS=0: running on the host's loopback"
+    ODBENCH_TOP=1
 fi
 
 # ---------------------------------------------------------------------------
@@ -147,7 +165,7 @@ if [[ $NETNS == 1 ]]; then
     # latency runs' TIME_WAITs plus the held connections.
     sysctl -qw net.ipv4.ip_local_port_range="20000 65000"
 fi
-ulimit -n "$(ulimit -Hn)"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 FD_LIMIT=$(ulimit -n)
 
 PIDS=()
@@ -156,7 +174,6 @@ LAST_PID=
 start() {
     local name=$1
     shift
-    printf '%s: %s\n' "$name" "$*" >>"$WORK/commands.txt"
     "$@" >"$WORK/$name.log" 2>&1 &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
@@ -172,6 +189,11 @@ descendants() {
 # then SIGKILL what is left.
 stop() {
     local pid=$1 sig=${2:-TERM} all i
+    if ! kill -0 "$pid" 2>/dev/null; then
+        wait "$pid" 2>/dev/null || true
+        forget "$pid"
+        return 0
+    fi
     all="$pid $(descendants "$pid" | tr '\n' ' ')"
     # shellcheck disable=SC2086
     kill -"$sig" $all 2>/dev/null || true
@@ -182,12 +204,23 @@ stop() {
     # shellcheck disable=SC2086
     kill -KILL $all 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    forget "$pid"
+}
+# forget PID: drop it from PIDS, so the exit trap never signals a pid reused
+# by someone else.
+forget() {
+    local keep=() p
+    for p in "${PIDS[@]}"; do
+        [[ $p == "$1" ]] || keep+=("$p")
+    done
+    PIDS=("${keep[@]}")
 }
 inner_cleanup() {
     local p
     for p in "${PIDS[@]}"; do
-        kill -0 "$p" 2>/dev/null && stop "$p"
+        stop "$p"
     done
+    if [[ -n ${ODBENCH_TOP:-} ]]; then finish; fi
     return 0
 }
 trap inner_cleanup EXIT
@@ -216,7 +249,7 @@ wait_for() {
 }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 median() {
-    grep -E '^-?[0-9.]+([eE][-+]?[0-9]+)?$' | sort -g |
+    { grep -E '^-?[0-9.]+([eE][-+]?[0-9]+)?$' || true; } | sort -g |
         awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
@@ -269,13 +302,14 @@ fi
 haproxy_cfg() { # FILE FRONT BACKEND SPLICE(0|1)
     {
         echo "global"
-        echo "    maxconn 8000"
+        # 4000: with splice, 2 fds per connection plus pipes must fit in 20000.
+        echo "    maxconn 4000"
         echo "defaults"
         echo "    mode tcp"
         echo "    timeout connect 5s"
         echo "    timeout client 1h"
         echo "    timeout server 1h"
-        [[ $4 == 1 ]] && echo "    option splice-auto"
+        if [[ $4 == 1 ]]; then echo "    option splice-auto"; fi
         echo "frontend front"
         echo "    bind $LO:$2"
         echo "    default_backend back"
@@ -287,7 +321,7 @@ declare -A FRONT=() FPID=()
 # start_peer PEER SET(tput|lat) BACKEND_PORT: start the forwarder; sets
 # FRONT[PEER/SET] and FPID[PEER/SET].
 start_peer() {
-    local peer=$1 set=$2 back=$3 idx front key cfg
+    local peer=$1 set=$2 back=$3 idx front key cfg cmd=()
     idx=$(peer_index "$peer")
     key="$peer/$set"
     if [[ $peer == direct ]]; then
@@ -296,28 +330,27 @@ start_peer() {
     fi
     if [[ $set == tput ]]; then front=$((PORT_BASE + 10 + idx)); else front=$((PORT_BASE + 110 + idx)); fi
     case "$peer/$set" in
-        serve/tput) start "$peer-$set" "$SERVE_BIN" serve -l "$LO:$front" "${SERVE_FLAGS[@]}" --anyprot "$LO:$back" ;;
-        serve/lat) start "$peer-$set" "$SERVE_BIN" serve -l "$LO:$front" "${SERVE_FLAGS[@]}" --ssh "$LO:$back" ;;
-        serve-sniff/tput) start "$peer-$set" "$SERVE_BIN" serve -l "$LO:$front" "${SERVE_FLAGS[@]}" \
-            --ssh "$DEAD" --tls "$DEAD" --http "$DEAD" --anyprot "$LO:$back" ;;
-        serve-sniff/lat) start "$peer-$set" "$SERVE_BIN" serve -l "$LO:$front" "${SERVE_FLAGS[@]}" \
-            --tls "$DEAD" --http "$DEAD" --ssh "$LO:$back" --anyprot "$DEAD" ;;
-        sslh-fork/tput) start "$peer-$set" sslh -f -n -p "$LO:$front" --anyprot "$LO:$back" ;;
-        sslh-fork/lat) start "$peer-$set" sslh -f -n -p "$LO:$front" --ssh "$LO:$back" ;;
-        sslh-select/tput) start "$peer-$set" sslh-select -f -n -p "$LO:$front" --anyprot "$LO:$back" ;;
-        sslh-select/lat) start "$peer-$set" sslh-select -f -n -p "$LO:$front" --ssh "$LO:$back" ;;
-        haproxy/*)
+        serve/tput) cmd=("$SERVE_BIN" serve -l "$LO:$front" "${SERVE_FLAGS[@]}" --anyprot "$LO:$back") ;;
+        serve/lat) cmd=("$SERVE_BIN" serve -l "$LO:$front" "${SERVE_FLAGS[@]}" --http "$LO:$back") ;;
+        serve-sniff/tput) cmd=("$SERVE_BIN" serve -l "$LO:$front" "${SERVE_FLAGS[@]}"
+            --ssh "$DEAD" --tls "$DEAD" --http "$DEAD" --anyprot "$LO:$back") ;;
+        serve-sniff/lat) cmd=("$SERVE_BIN" serve -l "$LO:$front" "${SERVE_FLAGS[@]}"
+            --ssh "$DEAD" --tls "$DEAD" --http "$LO:$back" --anyprot "$DEAD") ;;
+        # sslh's --http route, not --ssh: sslh forks a process per connection
+        # for ssh by default, even sslh-select.
+        sslh-fork/tput) cmd=(sslh -f -n -p "$LO:$front" --anyprot "$LO:$back") ;;
+        sslh-fork/lat) cmd=(sslh -f -n -p "$LO:$front" --http "$LO:$back") ;;
+        sslh-select/tput) cmd=(sslh-select -f -n -p "$LO:$front" --anyprot "$LO:$back") ;;
+        sslh-select/lat) cmd=(sslh-select -f -n -p "$LO:$front" --http "$LO:$back") ;;
+        haproxy/* | haproxy-splice/*)
             cfg="$WORK/$peer-$set.cfg"
-            haproxy_cfg "$cfg" "$front" "$back" 0
-            start "$peer-$set" haproxy -db -q -f "$cfg"
+            haproxy_cfg "$cfg" "$front" "$back" "$([[ $peer == haproxy-splice ]] && echo 1 || echo 0)"
+            cmd=(haproxy -db -q -f "$cfg")
             ;;
-        haproxy-splice/*)
-            cfg="$WORK/$peer-$set.cfg"
-            haproxy_cfg "$cfg" "$front" "$back" 1
-            start "$peer-$set" haproxy -db -q -f "$cfg"
-            ;;
-        socat/*) start "$peer-$set" socat "TCP-LISTEN:$front,bind=$LO,fork,reuseaddr" "TCP:$LO:$back" ;;
+        socat/*) cmd=(socat "TCP-LISTEN:$front,bind=$LO,fork,reuseaddr" "TCP:$LO:$back") ;;
     esac
+    start "$peer-$set" "${cmd[@]}"
+    printf '%s (%s): %s\n' "$peer" "$set" "${cmd[*]}" >>"$WORK/commands.txt"
     FRONT[$key]=$front
     FPID[$key]=$LAST_PID
     if ! wait_listen "$front" "$LAST_PID"; then
@@ -408,7 +441,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         [[ -n ${SKIP[$p]:-} ]] && continue
         out="$WORK/connlat-$p-r$r.json"
         timeout 180 "$BENCH_BIN" connlat "$LO:${FRONT[$p/lat]}" --count "$LAT_COUNT" \
-            --deadline 120s --label "$p" >"$out" 2>"$out.err" || true
+            --payload "$PAYLOAD" --deadline 120s --label "$p" >"$out" 2>"$out.err" || true
         if [[ -s $out ]]; then
             jq -r --arg r "$r" --arg p "$p" '[$r, $p, .p50_us, .p99_us, .errors, .count] | @tsv' "$out" >>"$WORK/lat.tsv"
             log "  $(jq -r '"\(.label)  p50 \(.p50_us) µs  p99 \(.p99_us) µs  errors \(.errors)"' "$out")"
@@ -427,21 +460,20 @@ if [[ $HOLD_N -gt $HOLD_MAX ]]; then
     HOLD_N=$HOLD_MAX
     log "fd hard limit $FD_LIMIT: holding $HOLD_N, not $HOLD (serve needs 2 fds per pair)"
 fi
-# hold_run LABEL PORT PID COUNT FD_LIMIT_OF_PEER
+# hold_run LABEL PORT PID COUNT FD_LIMIT_OF_PEER LOG_NAME_OF_PEER
 hold_run() {
     local label=$1 port=$2 pid=$3 n=$4 lim=$5 out h before after cpu established alive dropped vfail gone=no
     out="$WORK/hold-$label.json"
     before=$(rss_kib "$pid")
     start "cputree-hold-$label" "$BENCH_BIN" cputree "$pid" --label "$label"
     cpu=$LAST_PID
-    start "hold-$label" "$BENCH_BIN" hold "$LO:$port" --count "$n" --timeout 3s --deadline 150s --label "$label"
+    start "hold-$label" "$BENCH_BIN" hold "$LO:$port" --count "$n" --payload "$PAYLOAD" --timeout 3s --deadline 150s --label "$label"
     h=$LAST_PID
     if ! wait_for "$WORK/hold-$label.log" '"event":"established"' 200 "$h"; then
         log "  $label: hold did not report"
     fi
     sleep 1
     after=$(rss_kib "$pid")
-    kill -0 "$pid" 2>/dev/null || gone=yes
     kill -TERM "$h" 2>/dev/null || true
     wait_for "$WORK/hold-$label.log" '"event":"released"' 30 "$h" || true
     stop "$h"
@@ -453,26 +485,38 @@ hold_run() {
     vfail=$(jq -r 'select(.event == "released") | .verify_failed' "$out" 2>/dev/null || echo nan)
     local cpu_ms
     cpu_ms=$(jq -r '.cpu_ms // "nan"' "$WORK/cputree-hold-$label.log" 2>/dev/null || echo nan)
-    kill -0 "$pid" 2>/dev/null || gone=yes
+    if ! kill -0 "$pid" 2>/dev/null; then
+        local code=0
+        wait "$pid" 2>/dev/null || code=$?
+        forget "$pid"
+        if [[ $code -gt 128 ]]; then gone="yes, SIG$(kill -l $((code - 128)))"; else gone="yes, exit $code"; fi
+        after=—
+    fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$lim" "$n" "${established:-0}" "${alive:-nan}" \
         "${dropped:-nan}" "${vfail:-nan}" "$before" "$after" "$cpu_ms" "$gone" >>"$WORK/hold.tsv"
     log "  $label: $n requested, ${established:-0} established, ${alive:-?} alive at release; RSS $before → $after KiB; exited: $gone"
+    if [[ $gone != no ]]; then
+        # shellcheck disable=SC2016 # backticks are markdown
+        printf -- '- %s exited (%s); the last line of its log: `%s`\n' "$label" "${gone#yes, }" \
+            "$(tail -1 "$WORK/$6.log" 2>/dev/null)" >>"$WORK/hold-notes.md"
+        log "  $label exited; last line of its log: $(tail -1 "$WORK/$6.log" 2>/dev/null)"
+    fi
 }
 if [[ -n ${FPID[serve/lat]:-} ]] && kill -0 "${FPID[serve/lat]}" 2>/dev/null; then
     log "held connections: $HOLD_N through serve"
-    hold_run serve "${FRONT[serve/lat]}" "${FPID[serve/lat]}" "$HOLD_N" "$FD_LIMIT"
+    hold_run serve "${FRONT[serve/lat]}" "${FPID[serve/lat]}" "$HOLD_N" "$FD_LIMIT" serve-lat
 fi
 if [[ $HOLD_SSLH -gt 0 && -z ${SKIP[sslh-select]:-} && " $PEERS " == *" sslh-select "* ]]; then
     log "held connections: $HOLD_SSLH through sslh-select, fd soft limit 1024 (systemd's default)"
-    start sslh-select-nofile1024 bash -c "ulimit -n 1024 && exec sslh-select -f -n -p $LO:$SSLH_LIMITED_PORT --ssh $LO:$ECHO_PORT"
+    start sslh-select-nofile1024 bash -c "ulimit -n 1024 && exec sslh-select -f -n -p $LO:$SSLH_LIMITED_PORT --http $LO:$ECHO_PORT"
     lim_pid=$LAST_PID
     if wait_listen "$SSLH_LIMITED_PORT" "$lim_pid"; then
-        hold_run sslh-select-nofile1024 "$SSLH_LIMITED_PORT" "$lim_pid" "$HOLD_SSLH" 1024
+        hold_run sslh-select-nofile1024 "$SSLH_LIMITED_PORT" "$lim_pid" "$HOLD_SSLH" 1024 sslh-select-nofile1024
     fi
     stop "$lim_pid"
     if [[ -n ${FPID[sslh-select/lat]:-} ]]; then
         log "held connections: $HOLD_SSLH through sslh-select, fd limit $FD_LIMIT"
-        hold_run "sslh-select-nofile$FD_LIMIT" "${FRONT[sslh-select/lat]}" "${FPID[sslh-select/lat]}" "$HOLD_SSLH" "$FD_LIMIT"
+        hold_run "sslh-select-nofile$FD_LIMIT" "${FRONT[sslh-select/lat]}" "${FPID[sslh-select/lat]}" "$HOLD_SSLH" "$FD_LIMIT" sslh-select-lat
     fi
 fi
 
@@ -492,6 +536,7 @@ lat_med() { # PEER COLUMN(3=p50 4=p99 5=errors)
 }
 isnum() { [[ $1 =~ ^-?[0-9.]+([eE][-+]?[0-9]+)?$ ]]; }
 fmt() { # FORMAT VALUE: printf, or "—" for a missing value
+    # shellcheck disable=SC2059 # the format is the argument
     if isnum "$2"; then printf "$1" "$2"; else printf '—'; fi
 }
 ratio() { # A B: A/B formatted "0.56×"
@@ -502,10 +547,10 @@ ratio() { # A B: A/B formatted "0.56×"
 describe() {
     case $1 in
         direct) echo "no proxy" ;;
-        serve) echo "onedoor serve, \`--anyprot\` (lat: \`--ssh\`)" ;;
-        serve-sniff) echo "onedoor serve, ssh/tls/http routes tried before the match" ;;
-        sslh-fork) echo "sslh $(sslh -V 2>&1 | head -1 | awk '{ print $2 }'), \`--anyprot\` (lat: \`--ssh\`)" ;;
-        sslh-select) echo "sslh-select, \`--anyprot\` (lat: \`--ssh\`)" ;;
+        serve) echo "onedoor serve, \`--anyprot\` (new conn: \`--http\`)" ;;
+        serve-sniff) echo "onedoor serve, ssh, tls (and http) tried before the matching route" ;;
+        sslh-fork) echo "sslh $(sslh -V 2>&1 | head -1 | awk '{ print $2 }'), \`--anyprot\` (new conn: \`--http\`)" ;;
+        sslh-select) echo "sslh-select, \`--anyprot\` (new conn: \`--http\`)" ;;
         haproxy) echo "HAProxy $(haproxy -v 2>/dev/null | head -1 | awk '{ print $3 }'), mode tcp" ;;
         haproxy-splice) echo "HAProxy, mode tcp, \`option splice-auto\`" ;;
         socat) echo "socat $(socat -V 2>/dev/null | awk '/socat version/ { print $3 }'), fork" ;;
@@ -517,7 +562,7 @@ DP4=$(tput_med direct P4 4)
 DLAT=$(lat_med direct 3)
 declare -A HOLDKIB=()
 while IFS=$'\t' read -r label _lim _n est alive _dr _vf before after _cpu _gone; do
-    if isnum "$est" && [[ $est -gt 0 ]]; then
+    if isnum "$est" && isnum "$after" && [[ $est -gt 0 ]]; then
         HOLDKIB[$label]=$(awk -v b="$before" -v a="$after" -v n="$alive" -v e="$est" \
             'BEGIN { d = (n ~ /^[0-9]+$/ && n > 0) ? n : e; printf "%.1f", (a - b) / d }')
     fi
@@ -536,7 +581,7 @@ git -C "$ROOT" diff --quiet HEAD 2>/dev/null || REV+="+dirty"
         "onedoor $REV, iperf $(iperf3 --version 2>/dev/null | head -1 | awk '{ print $2 }')."
     echo
     echo "Median of $ROUNDS rounds; iperf3 \`-t $DURATION\` to \`iperf3 -s\`; new connections: $LAT_COUNT per peer per round" \
-        "(connect, send \`SSH-2.0-bench\\r\\n\`, first echoed byte, close), medians of the per-round percentiles."
+        "(connect, send \`$PAYLOAD\`, first echoed byte, close), medians of the per-round percentiles."
     echo
     echo "| peer | what | 1 stream Gbit/s | × direct | -P4 Gbit/s | × direct | CPU s/GB (1 / -P4) | new conn p50 / p99 µs | KiB per held pair |"
     echo "|---|---|---|---|---|---|---|---|---|"
@@ -561,12 +606,16 @@ git -C "$ROOT" diff --quiet HEAD 2>/dev/null || REV+="+dirty"
     if [[ -s $WORK/hold.tsv ]]; then
         echo "Held connections (each sent its first line and got it echoed by the backend before counting as established):"
         echo
-        echo "| peer | fd limit | requested | established | alive at release | dropped while held | RSS before → after KiB | KiB per pair | CPU s while holding | process exited |"
+        echo "| peer | fd limit | requested | established | alive at release | dropped while held / failed the check | RSS before → after KiB | KiB per pair | CPU s while holding | process exited |"
         echo "|---|---|---|---|---|---|---|---|---|---|"
         while IFS=$'\t' read -r label lim n est alive dr vf before after cpu gone; do
-            echo "| $label | $lim | $n | $est | $alive | $dr | $before → $after | ${HOLDKIB[$label]:-—} | $(fmt %.2f "$(awk -v c="$cpu" 'BEGIN { if (c ~ /^[0-9.]+$/) print c / 1000; else print "nan" }')") | $gone |"
+            echo "| $label | $lim | $n | $est | $alive | $dr / $vf | $before → $after | ${HOLDKIB[$label]:-—} | $(fmt %.2f "$(awk -v c="$cpu" 'BEGIN { if (c ~ /^[0-9.]+$/) print c / 1000; else print "nan" }')") | $gone |"
         done <"$WORK/hold.tsv"
         echo
+        if [[ -s $WORK/hold-notes.md ]]; then
+            cat "$WORK/hold-notes.md"
+            echo
+        fi
     fi
     if [[ -z ${SKIP[serve]:-} && " $PEERS " == *" serve "* ]]; then
         S1=$(tput_med serve 1 4)

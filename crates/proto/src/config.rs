@@ -132,19 +132,19 @@ pub struct ServeLayer {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawFile {
-    listen: Option<OneOrMany>,
+    listen: Option<Spanned<OneOrMany>>,
     ssh: Option<Spanned<String>>,
     tls: Option<Spanned<String>>,
     http: Option<Spanned<String>>,
     openvpn: Option<Spanned<String>>,
     socks5: Option<Spanned<String>>,
     anyprot: Option<Spanned<String>>,
-    route: Option<OneOrMany>,
+    route: Option<Spanned<OneOrMany>>,
     timeout: Option<Spanned<String>>,
     on_timeout: Option<Spanned<String>>,
     proxy_protocol: Option<Spanned<String>>,
     accept_proxy_protocol: Option<Spanned<bool>>,
-    trusted_proxy: Option<OneOrMany>,
+    trusted_proxy: Option<Spanned<OneOrMany>>,
     max_connections: Option<Spanned<u64>>,
     max_pending: Option<Spanned<u64>>,
     rate: Option<Spanned<String>>,
@@ -159,20 +159,61 @@ struct RawFile {
     reflect: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// A key that takes one string or a list of them (`listen = "a"` or
+/// `listen = ["a", "b"]`). List items keep their own position; a lone string
+/// takes the key's.
+#[derive(Debug)]
 enum OneOrMany {
-    One(Spanned<String>),
+    One(String),
     Many(Vec<Spanned<String>>),
 }
 
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<String>>()? {
+                    items.push(item);
+                }
+                Ok(OneOrMany::Many(items))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 impl OneOrMany {
-    fn into_vec(self) -> Vec<Spanned<String>> {
-        match self {
-            OneOrMany::One(s) => vec![s],
+    fn into_vec(outer: Spanned<OneOrMany>) -> Vec<Spanned<String>> {
+        let span = outer.span();
+        match outer.into_inner() {
+            OneOrMany::One(s) => vec![Spanned::new(span, s)],
             OneOrMany::Many(v) => v,
         }
     }
+}
+
+/// The key assigned on the line holding byte offset `at`, if any
+/// (`timeout = 5` → `timeout`), to name it in type errors.
+fn key_on_line(text: &str, at: usize) -> Option<&str> {
+    let at = at.min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    bare.then_some(key)
 }
 
 /// 1-based line of byte offset `at` in `text`.
@@ -197,6 +238,8 @@ impl ServeLayer {
             let mut what = e.message().trim().to_owned();
             if let Some(rest) = what.strip_prefix("unknown field") {
                 what = format!("unknown key{rest}");
+            } else if let Some(key) = key_on_line(text, offset) {
+                what = format!("`{key}`: {what}");
             }
             ConfigError {
                 origin: origin_at(offset),
@@ -264,7 +307,7 @@ impl ServeLayer {
         Ok(ServeLayer {
             listen: raw
                 .listen
-                .map(|l| l.into_vec().into_iter().map(at).collect()),
+                .map(|l| OneOrMany::into_vec(l).into_iter().map(at).collect()),
             routes,
             timeout: raw.timeout.map(at),
             on_timeout: raw.on_timeout.map(at),
@@ -272,7 +315,7 @@ impl ServeLayer {
             accept_proxy_protocol: at_t(raw.accept_proxy_protocol),
             trusted_proxy: raw
                 .trusted_proxy
-                .map(|l| l.into_vec().into_iter().map(at).collect()),
+                .map(|l| OneOrMany::into_vec(l).into_iter().map(at).collect()),
             max_connections: at_n(raw.max_connections),
             max_pending: at_n(raw.max_pending),
             rate: raw.rate.map(at),

@@ -23,7 +23,7 @@
 //! # Memory bound
 //!
 //! At most `max_tracked` sources are remembered ([`DEFAULT_MAX_TRACKED`]
-//! unless set with [`RateLimiter::with_max_tracked`]): about 60 bytes
+//! unless set with [`RateLimiter::with_max_tracked`]): under 100 bytes
 //! each, a few MiB in all, whatever the number of addresses an attacker
 //! controls.
 //!

@@ -15,6 +15,9 @@ pub mod tinc;
 pub mod tls;
 pub mod xmpp;
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 use std::str::FromStr;
 

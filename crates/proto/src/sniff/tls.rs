@@ -632,7 +632,8 @@ mod tests {
             // Inner lengths that overrun or underrun their extension.
             vec![(EXT_SERVER_NAME, vec![0, 9, 0, 0, 1, b'a'])],
             vec![(EXT_SERVER_NAME, vec![0, 4, 0, 0, 1, b'a', 0])],
-            vec![(EXT_ALPN, vec![0, 3, 2, b'h', b'2'])],
+            vec![(EXT_ALPN, vec![0, 4, 2, b'h', b'2'])],
+            vec![(EXT_ALPN, vec![0, 3, 3, b'h', b'2'])],
         ];
         for exts in cases {
             let buf = hello(&exts);

@@ -1,0 +1,384 @@
+//! What the story saw, as data: each step's expectation and observation,
+//! each run's verdict. Pure: the JSON output and the HTML report are made
+//! from these, and the verdict's wording is tested here.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::plan::addr::AddressPlan;
+use crate::policy::{Door, Expect, Policy};
+
+/// How a refusal came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Refusal {
+    /// A TCP reset.
+    TcpReset,
+    /// An ICMP unreachable message.
+    IcmpUnreachable,
+    /// The proxy answered `403 Forbidden`.
+    ProxyForbidden,
+}
+
+/// What one attempt actually met.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Observed {
+    /// The intended service answered; `answer` is its first words.
+    Reached {
+        /// The service's first line (or the page's title).
+        answer: String,
+    },
+    /// Something answered, but not the intended service.
+    Intercepted {
+        /// What answered, in words (e.g. the page title it sent).
+        by: String,
+    },
+    /// Nothing came back within the bound.
+    Dropped {
+        /// How long we waited, in milliseconds.
+        waited_ms: u64,
+    },
+    /// Actively refused.
+    Refused {
+        /// How.
+        how: Refusal,
+    },
+    /// The step could not be carried out (a bug or a broken setup).
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+    /// Not tried (e.g. OpenSSH is not installed).
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Observed {
+    /// Does this observation fulfil `expect`?
+    pub fn meets(&self, expect: Expect) -> bool {
+        matches!(
+            (self, expect),
+            (Observed::Reached { .. }, Expect::Open)
+                | (Observed::Dropped { .. }, Expect::Dropped)
+                | (Observed::Refused { .. }, Expect::Refused)
+                | (Observed::Intercepted { .. }, Expect::Intercepted)
+        )
+    }
+
+    /// True for "blocked": dropped or refused.
+    pub fn is_blocked(&self) -> bool {
+        matches!(self, Observed::Dropped { .. } | Observed::Refused { .. })
+    }
+
+    /// Short words for tables: "reached", "dropped", …
+    pub fn label(&self) -> &'static str {
+        match self {
+            Observed::Reached { .. } => "reached",
+            Observed::Intercepted { .. } => "intercepted",
+            Observed::Dropped { .. } => "dropped",
+            Observed::Refused { .. } => "refused",
+            Observed::Failed { .. } => "failed",
+            Observed::Skipped { .. } => "skipped",
+        }
+    }
+}
+
+impl fmt::Display for Observed {
+    /// Plain words for narration.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Observed::Reached { answer } => write!(f, "reached: \"{answer}\""),
+            Observed::Intercepted { by } => write!(f, "intercepted: {by} answered instead"),
+            Observed::Dropped { waited_ms } => write!(
+                f,
+                "blocked: dropped without a word (no answer in {:.1} s)",
+                *waited_ms as f64 / 1000.0
+            ),
+            Observed::Refused { how } => f.write_str(match how {
+                Refusal::TcpReset => "blocked: refused at once (TCP reset)",
+                Refusal::IcmpUnreachable => "blocked: refused at once (ICMP port unreachable)",
+                Refusal::ProxyForbidden => "refused by the proxy (403 Forbidden)",
+            }),
+            Observed::Failed { error } => write!(f, "failed: {error}"),
+            Observed::Skipped { reason } => write!(f, "skipped: {reason}"),
+        }
+    }
+}
+
+/// Which way a step went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Path {
+    /// Straight through the router.
+    Direct,
+    /// Through `onedoor serve` on door 443.
+    ThroughDoor443,
+    /// Through the router's HTTP CONNECT proxy to door 443.
+    ThroughProxy,
+    /// Inside one namespace (e.g. waiting for serve to listen).
+    Local,
+}
+
+/// One checked step of the story.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// Stable identifier, e.g. `library-door-22`.
+    pub id: String,
+    /// What was tried, in words.
+    pub title: String,
+    /// The service tried.
+    pub service: String,
+    /// The door knocked on, if any.
+    pub door: Option<Door>,
+    /// Which way.
+    pub path: Path,
+    /// What the policy should do.
+    pub expected: Expect,
+    /// What happened.
+    pub observed: Observed,
+    /// Whether the step held. A skipped step holds.
+    pub ok: bool,
+    /// How long it took, in milliseconds.
+    pub ms: u64,
+}
+
+/// A step before it is tried: what, which way, and what the policy
+/// predicts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// Stable identifier, e.g. `library-door-22`.
+    pub id: String,
+    /// What is tried, in words.
+    pub title: String,
+    /// The service tried.
+    pub service: String,
+    /// The door knocked on, if any.
+    pub door: Option<Door>,
+    /// Which way.
+    pub path: Path,
+    /// What the policy should do.
+    pub expected: Expect,
+}
+
+impl Attempt {
+    /// Record what happened; `ok` follows from the expectation (a skipped
+    /// step holds).
+    pub fn observed(self, observed: Observed, ms: u64) -> Step {
+        let ok = observed.meets(self.expected) || matches!(observed, Observed::Skipped { .. });
+        Step {
+            id: self.id,
+            title: self.title,
+            service: self.service,
+            door: self.door,
+            path: self.path,
+            expected: self.expected,
+            observed,
+            ok,
+            ms,
+        }
+    }
+}
+
+/// The verdict of one run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// Did every step go as the policy predicts, and was something blocked
+    /// straight yet reached through door 443?
+    pub holds: bool,
+    /// The verdict in plain words.
+    pub text: String,
+}
+
+/// One policy's story from build to teardown.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    /// The policy.
+    pub policy: Policy,
+    /// One sentence about what the router does.
+    pub policy_words: String,
+    /// Names and addresses.
+    pub plan: AddressPlan,
+    /// The router's ruleset in `nft` syntax.
+    pub ruleset: String,
+    /// The `onedoor serve` command line used (without the binary).
+    pub serve_args: Vec<String>,
+    /// The checked steps, in order.
+    pub steps: Vec<Step>,
+    /// The verdict (absent when the run was interrupted before it).
+    pub verdict: Option<Verdict>,
+    /// Milliseconds to build the lab.
+    pub build_ms: u64,
+    /// Milliseconds to take it down (absent if it was kept up).
+    pub teardown_ms: Option<u64>,
+    /// Milliseconds from start to finish.
+    pub total_ms: u64,
+    /// Set when a signal or an error ended the run early.
+    pub stopped: Option<String>,
+}
+
+fn door_list(steps: &[&Step]) -> String {
+    let parts: Vec<String> = steps
+        .iter()
+        .map(|s| {
+            let door = s.door.map(|d| d.to_string()).unwrap_or_default();
+            let how = match &s.observed {
+                Observed::Refused { .. } => "refused",
+                _ => "dropped",
+            };
+            format!("{door} ({}, {how})", s.service)
+        })
+        .collect();
+    join_words(&parts)
+}
+
+fn join_words(parts: &[String]) -> String {
+    match parts {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// Judge a run from its steps.
+pub fn verdict(policy: Policy, steps: &[Step]) -> Verdict {
+    if let Some(bad) = steps.iter().find(|s| !s.ok) {
+        return Verdict {
+            holds: false,
+            text: format!(
+                "The story did not hold under policy {policy}: {} was expected to be {} but was {}.",
+                bad.title,
+                bad.expected.words(),
+                bad.observed
+            ),
+        };
+    }
+    let blocked: Vec<&Step> = steps
+        .iter()
+        .filter(|s| s.path == Path::Direct && s.observed.is_blocked())
+        .collect();
+    let through: Vec<&Step> = steps
+        .iter()
+        .filter(|s| {
+            matches!(s.path, Path::ThroughDoor443 | Path::ThroughProxy)
+                && matches!(s.observed, Observed::Reached { .. })
+        })
+        .collect();
+    if blocked.is_empty() || through.is_empty() {
+        return Verdict {
+            holds: false,
+            text: format!(
+                "The story did not hold under policy {policy}: it needs a door blocked \
+                 and a service reached through door 443."
+            ),
+        };
+    }
+    let mut services: Vec<String> = Vec::new();
+    for s in &through {
+        if !services.contains(&s.service) {
+            services.push(s.service.clone());
+        }
+    }
+    let via = if through.iter().any(|s| s.path == Path::ThroughProxy) {
+        "door 443, through the router's own proxy"
+    } else {
+        "door 443"
+    };
+    Verdict {
+        holds: true,
+        text: format!(
+            "The router blocked {}, yet {} {} reached through {via}. \
+             Blocking doors cost convenience, not security: one open door is enough.",
+            door_list(&blocked),
+            join_words(&services.iter().map(|s| format!("the {s}")).collect::<Vec<_>>()),
+            if services.len() == 1 { "was" } else { "were" },
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(service: &str, door: Door, path: Path, expected: Expect, observed: Observed) -> Step {
+        Attempt {
+            id: "x".into(),
+            title: format!("the {service}"),
+            service: service.into(),
+            door: Some(door),
+            path,
+            expected,
+        }
+        .observed(observed, 1)
+    }
+
+    #[test]
+    fn observations_meet_expectations() {
+        assert!(Observed::Dropped { waited_ms: 1 }.meets(Expect::Dropped));
+        assert!(!Observed::Dropped { waited_ms: 1 }.meets(Expect::Refused));
+        assert!(Observed::Refused { how: Refusal::TcpReset }.meets(Expect::Refused));
+        assert!(Observed::Reached { answer: "hi".into() }.meets(Expect::Open));
+        assert!(Observed::Intercepted { by: "x".into() }.meets(Expect::Intercepted));
+        assert!(!Observed::Failed { error: "x".into() }.meets(Expect::Open));
+    }
+
+    #[test]
+    fn the_verdict_names_what_was_blocked_and_what_came_through() {
+        let steps = [
+            step("library", Door::Tcp(22), Path::Direct, Expect::Dropped, Observed::Dropped { waited_ms: 1500 }),
+            step(
+                "crosswords",
+                Door::Udp(1194),
+                Path::Direct,
+                Expect::Refused,
+                Observed::Refused { how: Refusal::IcmpUnreachable },
+            ),
+            step("library", Door::Tcp(443), Path::ThroughDoor443, Expect::Open, Observed::Reached { answer: "WELCOME".into() }),
+            step("website", Door::Tcp(443), Path::ThroughDoor443, Expect::Open, Observed::Reached { answer: "page".into() }),
+        ];
+        let v = verdict(Policy::Web, &steps);
+        assert!(v.holds);
+        assert_eq!(
+            v.text,
+            "The router blocked door 22 (library, dropped) and UDP door 1194 (crosswords, refused), \
+             yet the library and the website were reached through door 443. \
+             Blocking doors cost convenience, not security: one open door is enough."
+        );
+    }
+
+    #[test]
+    fn a_failed_step_breaks_the_verdict() {
+        let steps = [
+            step("library", Door::Tcp(22), Path::Direct, Expect::Dropped, Observed::Reached { answer: "WELCOME".into() }),
+        ];
+        let v = verdict(Policy::Web, &steps);
+        assert!(!v.holds);
+        assert!(v.text.contains("expected to be blocked (dropped) but was reached"), "{}", v.text);
+    }
+
+    #[test]
+    fn nothing_through_443_is_no_story() {
+        let steps = [step("library", Door::Tcp(22), Path::Direct, Expect::Dropped, Observed::Dropped { waited_ms: 1 })];
+        assert!(!verdict(Policy::Web, &steps).holds);
+    }
+
+    #[test]
+    fn the_proxy_path_is_named() {
+        let steps = [
+            step("library", Door::Tcp(22), Path::Direct, Expect::Dropped, Observed::Dropped { waited_ms: 1 }),
+            step("library", Door::Tcp(443), Path::ThroughProxy, Expect::Open, Observed::Reached { answer: "W".into() }),
+        ];
+        let v = verdict(Policy::ProxyOnly, &steps);
+        assert!(v.holds);
+        assert!(v.text.contains("the library was reached through door 443, through the router's own proxy"), "{}", v.text);
+    }
+
+    #[test]
+    fn skipped_steps_hold() {
+        let s = step("ssh", Door::Tcp(443), Path::ThroughDoor443, Expect::Open, Observed::Skipped { reason: "no ssh".into() });
+        assert!(s.ok);
+    }
+}

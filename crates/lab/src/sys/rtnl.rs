@@ -1,0 +1,152 @@
+//! Links, addresses and routes over rtnetlink (`NETLINK_ROUTE`), with the
+//! message types of `netlink-packet-route`, on a blocking socket.
+//!
+//! An [`Rtnl`] acts on the namespace of the thread that opened it, so the
+//! lab opens one per namespace from inside [`crate::sys::netns::Netns::run`].
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use crate::sys::nl::{Netlink, NlError};
+
+/// An rtnetlink socket in one namespace.
+pub(crate) struct Rtnl {
+    nl: Netlink,
+}
+
+impl Rtnl {
+    /// Open a socket in the calling thread's namespace.
+    pub(crate) fn open() -> Result<Rtnl, NlError> {
+        Netlink::open(netlink_sys::protocols::NETLINK_ROUTE)
+            .map(|nl| Rtnl { nl })
+            .map_err(|e| NlError {
+                what: "opening an rtnetlink socket".into(),
+                source: e,
+            })
+    }
+
+    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16, what: String) -> Result<(), NlError> {
+        let seq = self.nl.next_seq();
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        header.sequence_number = seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        packet.finalize();
+        let mut buf = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        self.nl.transact(&buf, &[seq], &|_| what.clone())
+    }
+
+    /// Create a veth pair: `name` here, `peer` in the namespace `peer_ns`.
+    pub(crate) fn add_veth(&mut self, name: &str, peer: &str, peer_ns: BorrowedFd<'_>) -> Result<(), NlError> {
+        let mut peer_msg = LinkMessage::default();
+        peer_msg.attributes = vec![
+            LinkAttribute::IfName(peer.to_owned()),
+            LinkAttribute::NetNsFd(peer_ns.as_raw_fd()),
+        ];
+        let mut msg = LinkMessage::default();
+        msg.attributes = vec![
+            LinkAttribute::IfName(name.to_owned()),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Veth),
+                LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+            ]),
+        ];
+        self.request(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            format!("creating the veth pair {name} / {peer}"),
+        )
+    }
+
+    /// Bring the link `name` up.
+    pub(crate) fn set_up(&mut self, name: &str) -> Result<(), NlError> {
+        let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes = vec![LinkAttribute::IfName(name.to_owned())];
+        self.request(
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+            format!("bringing {name} up"),
+        )
+    }
+
+    /// Add `addr/prefix` to the link `name`.
+    pub(crate) fn add_address(&mut self, name: &str, addr: Ipv4Addr, prefix: u8) -> Result<(), NlError> {
+        let what = format!("adding {addr}/{prefix} to {name}");
+        let index = nix::net::if_::if_nametoindex(name).map_err(|e| NlError {
+            what: what.clone(),
+            source: io::Error::from(e),
+        })?;
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.prefix_len = prefix;
+        msg.header.index = index;
+        msg.attributes = vec![
+            AddressAttribute::Local(IpAddr::V4(addr)),
+            AddressAttribute::Address(IpAddr::V4(addr)),
+        ];
+        self.request(
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            what,
+        )
+    }
+
+    /// Add a route to `dst/prefix` (prefix 0: the default route) via `gateway`.
+    pub(crate) fn add_route(&mut self, dst: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Result<(), NlError> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        msg.header.destination_prefix_length = prefix;
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Static;
+        msg.header.scope = RouteScope::Universe;
+        msg.header.kind = RouteType::Unicast;
+        if prefix > 0 {
+            msg.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        }
+        msg.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        let what = if prefix == 0 {
+            format!("adding the default route via {gateway}")
+        } else {
+            format!("adding the route to {dst}/{prefix} via {gateway}")
+        };
+        self.request(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            what,
+        )
+    }
+}
+
+/// Turn IPv4 forwarding on in the calling thread's namespace.
+pub(crate) fn enable_forwarding() -> Result<(), NlError> {
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    let err = |e: io::Error| NlError {
+        what: "turning IPv4 forwarding on".into(),
+        source: e,
+    };
+    // Opened by this thread, the file is this namespace's setting.
+    std::fs::write(path, b"1\n").map_err(err)?;
+    let now = std::fs::read_to_string(path).map_err(err)?;
+    if now.trim() != "1" {
+        return Err(err(io::Error::other(format!("{path} reads {}", now.trim()))));
+    }
+    Ok(())
+}
