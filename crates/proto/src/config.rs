@@ -179,7 +179,10 @@ impl<'de> Deserialize<'de> for OneOrMany {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
                 Ok(OneOrMany::One(v.to_owned()))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
                 let mut items = Vec::new();
                 while let Some(item) = seq.next_element::<Spanned<String>>()? {
                     items.push(item);
@@ -743,5 +746,61 @@ drain-timeout = "3s"
         let d = listener_changes(&[a.clone(), b.clone()], &[b, c.clone()]);
         assert_eq!(d.add, vec![c]);
         assert_eq!(d.remove, vec![a]);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn key() -> impl Strategy<Value = String> {
+            prop::sample::select(vec![
+                "listen",
+                "ssh",
+                "tls",
+                "route",
+                "timeout",
+                "on-timeout",
+                "max-pending",
+                "rate",
+                "metrics",
+                "trusted-proxy",
+                "bogus",
+                "proxy-protocol",
+            ])
+            .prop_map(str::to_owned)
+        }
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "\"[a-z0-9.:*,=/\\[\\]-]{0,24}\"",
+                "[0-9]{1,6}",
+                Just("true".to_owned()),
+                Just("[\"127.0.0.1:1\", \"x\"]".to_owned()),
+            ]
+        }
+
+        proptest! {
+            /// Any file of `key = value` lines gives a config or an error
+            /// that names a line of the file.
+            #[test]
+            fn errors_name_a_real_line(lines in prop::collection::vec((key(), value()), 0..8)) {
+                let text: String = lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+                match ServeLayer::from_toml("p.toml", &text).and_then(ServeLayer::validate) {
+                    Ok(c) => prop_assert!(!c.routes.is_empty()),
+                    Err(ConfigError { origin: Origin::File { line, .. }, .. }) => {
+                        prop_assert!(line >= 1 && line <= lines.len().max(1));
+                    }
+                    Err(ConfigError { origin: Origin::Flag(_), what }) => {
+                        prop_assert!(what.contains("no route"), "{}", what);
+                    }
+                }
+            }
+
+            /// Arbitrary text never panics the parser.
+            #[test]
+            fn never_panics(text in "\\PC{0,200}") {
+                let _ = ServeLayer::from_toml("p.toml", &text).and_then(ServeLayer::validate);
+            }
+        }
     }
 }
