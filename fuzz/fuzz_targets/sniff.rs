@@ -53,7 +53,9 @@ fuzz_target!(|data: &[u8]| {
     for p in SNIFFERS {
         check(data, |b| p.sniff(b), |v| *v == Verdict::NeedMore);
     }
-    let hello = check(data, tls::parse_client_hello, |v| *v == HelloParse::NeedMore);
+    let hello = check(data, tls::parse_client_hello, |v| {
+        *v == HelloParse::NeedMore
+    });
     if let HelloParse::Hello(_) = &hello {
         assert_eq!(tls::sniff(data), Verdict::Match);
         let msg = tls::client_hello_message(data).expect("a parsed hello has a message");

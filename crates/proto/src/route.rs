@@ -17,10 +17,10 @@ use crate::spec::HostPort;
 /// newline.
 pub const REGEX_WINDOW: usize = 256;
 
-/// The most bytes the door reads before deciding. A ClientHello with
-/// post-quantum key shares fits easily; anything still undecided here is
-/// treated as final.
-pub const MAX_SNIFF: usize = 16 * 1024 + 5;
+/// The most bytes the door reads before deciding: the largest ClientHello
+/// ([`tls::MAX_HELLO_LEN`]) even when split into small records (5 bytes of
+/// header each). Anything still undecided here is treated as final.
+pub const MAX_SNIFF: usize = tls::MAX_HELLO_LEN + 4 * 1024;
 
 /// A host name pattern: exact (`example.com`) or wildcard (`*.example.com`,
 /// one or more labels). Matching is case-insensitive.
