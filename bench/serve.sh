@@ -31,7 +31,7 @@
 #   DURATION   seconds per iperf3 run                                   [5]
 #   ROUNDS     rounds over all peers                                    [3]
 #   PEERS      subset/order of: direct serve serve-sniff sslh-fork sslh-select
-#              haproxy haproxy-splice socat                             [all]
+#              haproxy haproxy-splice haproxy-splice-always socat       [all]
 #   LAT_COUNT  connlat connections per peer per round                   [2000]
 #   PAYLOAD    first bytes of connlat/hold connections (\r \n escapes)
 #                                    [GET / HTTP/1.1\r\nHost: bench\r\n\r\n]
@@ -54,7 +54,7 @@ cd "$ROOT"
 : "${DURATION:=5}" "${ROUNDS:=3}" "${LAT_COUNT:=2000}" "${HOLD:=10000}" "${HOLD_SSLH:=1000}"
 : "${PAYLOAD:=GET / HTTP/1.1\r\nHost: bench\r\n\r\n}"
 : "${PORT_BASE:=10000}" "${BUILD:=1}" "${SERVE_BIN:=target/release/onedoor}" "${OUT_DIR:=bench/out}"
-ALL_PEERS="direct serve serve-sniff sslh-fork sslh-select haproxy haproxy-splice socat"
+ALL_PEERS="direct serve serve-sniff sslh-fork sslh-select haproxy haproxy-splice haproxy-splice-always socat"
 : "${PEERS:=$ALL_PEERS}"
 if [[ -z "${NETNS:-}" ]]; then
     if [[ $(id -u) == 0 ]]; then NETNS=1; else NETNS=0; fi
@@ -270,6 +270,7 @@ need sslh-fork sslh "apt-get install sslh"
 need sslh-select sslh-select "apt-get install sslh"
 need haproxy haproxy "apt-get install haproxy"
 need haproxy-splice haproxy "apt-get install haproxy"
+need haproxy-splice-always haproxy "apt-get install haproxy"
 need socat socat "apt-get install socat"
 if [[ $serve_ok == 0 ]]; then
     SKIP[serve]="$SERVE_BIN has no working 'serve' yet"
@@ -299,7 +300,7 @@ SERVE_FLAGS=()
 if [[ $serve_ok == 1 ]] && "$SERVE_BIN" serve --help 2>/dev/null | grep -q -- '--max-connections'; then
     SERVE_FLAGS+=(--max-connections $((HOLD + 1000)))
 fi
-haproxy_cfg() { # FILE FRONT BACKEND SPLICE(0|1)
+haproxy_cfg() { # FILE FRONT BACKEND SPLICE(no|auto|always)
     {
         echo "global"
         # 4000: with splice, 2 fds per connection plus pipes must fit in 20000.
@@ -309,7 +310,12 @@ haproxy_cfg() { # FILE FRONT BACKEND SPLICE(0|1)
         echo "    timeout connect 5s"
         echo "    timeout client 1h"
         echo "    timeout server 1h"
-        if [[ $4 == 1 ]]; then echo "    option splice-auto"; fi
+        case $4 in
+            auto) echo "    option splice-auto" ;;
+            # splice-auto never splices on loopback here (strace: only
+            # recvfrom/sendto), so also force it, both ways.
+            always) printf '    option splice-request\n    option splice-response\n' ;;
+        esac
         echo "frontend front"
         echo "    bind $LO:$2"
         echo "    default_backend back"
@@ -342,9 +348,13 @@ start_peer() {
         sslh-fork/lat) cmd=(sslh -f -n -p "$LO:$front" --http "$LO:$back") ;;
         sslh-select/tput) cmd=(sslh-select -f -n -p "$LO:$front" --anyprot "$LO:$back") ;;
         sslh-select/lat) cmd=(sslh-select -f -n -p "$LO:$front" --http "$LO:$back") ;;
-        haproxy/* | haproxy-splice/*)
+        haproxy*)
             cfg="$WORK/$peer-$set.cfg"
-            haproxy_cfg "$cfg" "$front" "$back" "$([[ $peer == haproxy-splice ]] && echo 1 || echo 0)"
+            case $peer in
+                haproxy) haproxy_cfg "$cfg" "$front" "$back" no ;;
+                haproxy-splice) haproxy_cfg "$cfg" "$front" "$back" auto ;;
+                haproxy-splice-always) haproxy_cfg "$cfg" "$front" "$back" always ;;
+            esac
             cmd=(haproxy -db -q -f "$cfg")
             ;;
         socat/*) cmd=(socat "TCP-LISTEN:$front,bind=$LO,fork,reuseaddr" "TCP:$LO:$back") ;;
@@ -361,8 +371,8 @@ start_peer() {
 }
 
 # Ports must be free (matters with NETNS=0).
-for port in $IPERF_PORT $ECHO_PORT $SSLH_LIMITED_PORT $(seq $((PORT_BASE + 10)) $((PORT_BASE + 17))) \
-    $(seq $((PORT_BASE + 110)) $((PORT_BASE + 117))); do
+for port in $IPERF_PORT $ECHO_PORT $SSLH_LIMITED_PORT $(seq $((PORT_BASE + 10)) $((PORT_BASE + 19))) \
+    $(seq $((PORT_BASE + 110)) $((PORT_BASE + 119))); do
     listening "$port" && die "port $port is in use (set PORT_BASE, or use NETNS=1)"
 done
 
@@ -553,6 +563,7 @@ describe() {
         sslh-select) echo "sslh-select, \`--anyprot\` (new conn: \`--http\`)" ;;
         haproxy) echo "HAProxy $(haproxy -v 2>/dev/null | head -1 | awk '{ print $3 }'), mode tcp" ;;
         haproxy-splice) echo "HAProxy, mode tcp, \`option splice-auto\`" ;;
+        haproxy-splice-always) echo "HAProxy, mode tcp, \`option splice-request\` + \`splice-response\`" ;;
         socat) echo "socat $(socat -V 2>/dev/null | awk '/socat version/ { print $3 }'), fork" ;;
     esac
 }
@@ -621,6 +632,7 @@ git -C "$ROOT" diff --quiet HEAD 2>/dev/null || REV+="+dirty"
         S1=$(tput_med serve 1 4)
         SS1=$(tput_med serve-sniff 1 4)
         H1=$(tput_med haproxy-splice 1 4)
+        HA1=$(tput_med haproxy-splice-always 1 4)
         X1=$(tput_med sslh-select 1 4)
         SLAT=$(lat_med serve 3)
         verdict() { if awk "BEGIN { exit !($1) }" 2>/dev/null; then echo PASS; else echo FAIL; fi; }
@@ -629,9 +641,12 @@ git -C "$ROOT" diff --quiet HEAD 2>/dev/null || REV+="+dirty"
         echo "| target | measured | verdict |"
         echo "|---|---|---|"
         if isnum "$S1" && isnum "$H1"; then
-            echo "| serve ≥ HAProxy with splice, 1 stream | $(ratio "$S1" "$H1") (serve-sniff $(ratio "$SS1" "$H1")) | $(verdict "$S1 >= $H1") |"
+            echo "| serve ≥ HAProxy \`splice-auto\`, 1 stream | $(ratio "$S1" "$H1") (serve-sniff $(ratio "$SS1" "$H1")) | $(verdict "$S1 >= $H1") |"
         else
             echo "| serve ≥ HAProxy with splice, 1 stream | not measured | — |"
+        fi
+        if isnum "$S1" && isnum "$HA1"; then
+            echo "| serve ≥ HAProxy splicing always, 1 stream | $(ratio "$S1" "$HA1") (serve-sniff $(ratio "$SS1" "$HA1")) | $(verdict "$S1 >= $HA1") |"
         fi
         if isnum "$S1" && isnum "$X1"; then
             echo "| serve ≥ 1.5× sslh-select, 1 stream | $(ratio "$S1" "$X1") (serve-sniff $(ratio "$SS1" "$X1")) | $(verdict "$S1 >= 1.5 * $X1") |"

@@ -3,9 +3,10 @@
 //! Each sample is the wall time from the start of `connect()` to the arrival
 //! of the first reply byte: TCP handshake with the proxy, the proxy's accept,
 //! sniff and backend connect, the payload's trip to the backend and the first
-//! byte back. The connection is then closed (a normal close, FIN) before the
-//! next one starts. Plain blocking sockets on one thread: no runtime between
-//! the clock and the kernel.
+//! byte back. Then, untimed, the rest of the echo is read (so no unread data
+//! turns the close into a reset) and the connection is closed with a FIN
+//! before the next one starts. Plain blocking sockets on one thread: no
+//! runtime between the clock and the kernel.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -121,6 +122,24 @@ fn one(addr: SocketAddr, payload: &[u8], timeout: Duration) -> io::Result<Durati
         }
     }
     let d = t0.elapsed();
+    drain(&mut s, payload.len().saturating_sub(1));
     drop(s);
     Ok(d)
+}
+
+/// Reads up to `left` more bytes (the rest of an echo), giving up after a
+/// short quiet spell, so a backend that does not echo costs little.
+fn drain(s: &mut TcpStream, mut left: usize) {
+    if left == 0 || s.set_read_timeout(Some(Duration::from_millis(50))).is_err() {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    while left > 0 {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => left = left.saturating_sub(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+    }
 }

@@ -25,9 +25,9 @@ pub enum Refusal {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Observed {
-    /// The intended service answered; `answer` is its first words.
+    /// The intended service answered; `answer` says how, in words.
     Reached {
-        /// The service's first line (or the page's title).
+        /// What proved it, e.g. `the library said "WELCOME …"`.
         answer: String,
     },
     /// Something answered, but not the intended service.
@@ -91,7 +91,7 @@ impl fmt::Display for Observed {
     /// Plain words for narration.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Observed::Reached { answer } => write!(f, "reached: \"{answer}\""),
+            Observed::Reached { answer } => write!(f, "reached: {answer}"),
             Observed::Intercepted { by } => write!(f, "intercepted: {by} answered instead"),
             Observed::Dropped { waited_ms } => write!(
                 f,
@@ -243,6 +243,14 @@ fn join_words(parts: &[String]) -> String {
     }
 }
 
+/// A service as the verdict names it.
+fn service_phrase(service: &str) -> String {
+    match service {
+        "ssh" => "a real ssh login".to_owned(),
+        s => format!("the {s}"),
+    }
+}
+
 /// Judge a run from its steps.
 pub fn verdict(policy: Policy, steps: &[Step]) -> Verdict {
     if let Some(bad) = steps.iter().find(|s| !s.ok) {
@@ -291,9 +299,9 @@ pub fn verdict(policy: Policy, steps: &[Step]) -> Verdict {
         holds: true,
         text: format!(
             "The router blocked {}, yet {} {} reached through {via}. \
-             Blocking doors cost convenience, not security: one open door is enough.",
+             Blocking doors costs convenience, not security: one open door is enough.",
             door_list(&blocked),
-            join_words(&services.iter().map(|s| format!("the {s}")).collect::<Vec<_>>()),
+            join_words(&services.iter().map(|s| service_phrase(s)).collect::<Vec<_>>()),
             if services.len() == 1 { "was" } else { "were" },
         ),
     }
@@ -345,7 +353,7 @@ mod tests {
             v.text,
             "The router blocked door 22 (library, dropped) and UDP door 1194 (crosswords, refused), \
              yet the library and the website were reached through door 443. \
-             Blocking doors cost convenience, not security: one open door is enough."
+             Blocking doors costs convenience, not security: one open door is enough."
         );
     }
 

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Unit,
 };
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::forward::Tally;
 
@@ -105,16 +105,22 @@ impl Tally for RouteBytes {
 
 /// Serve Prometheus text on `http://ADDR/metrics`. Binds now (before any
 /// privilege drop); must be called inside the tokio runtime.
-pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
+///
+/// The HTTP side is ours, not the exporter's: its listener retries a failing
+/// `accept` in a tight loop when the process is out of file descriptors (the
+/// class of sslh's CVE-2025-46807), ours backs off like the main door.
+pub async fn install(addr: SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("--metrics {addr}: {e}"))?;
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full("onedoor_sniff_seconds".into()),
             &[
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0,
             ],
         )?
-        .install()
+        .install_recorder()
         .map_err(|e| anyhow::anyhow!("--metrics {addr}: {e}"))?;
     describe_counter!(
         "onedoor_connections_total",
@@ -139,5 +145,71 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
         "onedoor_pending_connections",
         "Connections still being sniffed."
     );
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    tokio::spawn(scrape_loop(listener, handle));
     Ok(())
+}
+
+/// Answer scrapes: `GET /metrics` gets the text, anything else a 404. One
+/// request per connection, bounded in size and time.
+async fn scrape_loop(listener: tokio::net::TcpListener, handle: PrometheusHandle) {
+    let mut backoff = std::time::Duration::from_millis(5);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => {
+                backoff = std::time::Duration::from_millis(5);
+                s
+            }
+            Err(_) => {
+                error(ErrorKind::Accept);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                continue;
+            }
+        };
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(5), scrape(stream, &handle))
+                    .await;
+        });
+    }
+}
+
+async fn scrape(
+    mut stream: tokio::net::TcpStream,
+    handle: &PrometheusHandle,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 512];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 || head.len() + n > 8192 {
+            return Ok(());
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let wanted = line.starts_with(b"GET /metrics ")
+        || line.starts_with(b"GET /metrics?")
+        || line.starts_with(b"GET / ");
+    let response = if wanted {
+        let body = handle.render();
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    } else {
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+    };
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
 }

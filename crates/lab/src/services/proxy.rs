@@ -14,7 +14,7 @@ use crate::sys::netns::Netns;
 use crate::wire::read_head;
 
 /// The only door the proxy opens.
-pub const ALLOWED_PORT: u16 = 443;
+pub(crate) const ALLOWED_PORT: u16 = 443;
 
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

@@ -168,7 +168,7 @@ impl RealSshd {
             "-o".into(),
             "UserKnownHostsFile=/dev/null".into(),
             "-o".into(),
-            "ConnectTimeout=3".into(),
+            "ConnectTimeout=2".into(),
             "-o".into(),
             "LogLevel=ERROR".into(),
             format!("root@{host}"),

@@ -18,9 +18,9 @@ use crate::services::web::WEBSITE_TITLE;
 use crate::wire::{html_title, read_head, read_line};
 
 /// How long silence must last to count as "dropped".
-pub const DROP_TIMEOUT: Duration = Duration::from_millis(1500);
+pub(crate) const DROP_TIMEOUT: Duration = Duration::from_millis(1500);
 /// How long a service that did answer may take for a whole exchange.
-pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a TCP connection did not open.
 #[derive(Debug)]
@@ -107,7 +107,9 @@ pub(crate) async fn library_visit(stream: TcpStream) -> Observed {
                 by: format!("something that greets like the library but lends no books (\"{}\")", shorten(&book)),
             });
         }
-        Ok::<_, io::Error>(Observed::Reached { answer: welcome })
+        Ok::<_, io::Error>(Observed::Reached {
+            answer: format!("it said \"{welcome}\""),
+        })
     };
     match tokio::time::timeout(EXCHANGE_TIMEOUT, visit).await {
         Ok(Ok(o)) => o,
@@ -138,7 +140,7 @@ pub(crate) async fn website_visit(mut stream: TcpStream, host: &str) -> Observed
             let title = html_title(&body).map(str::to_owned);
             if status.starts_with("200") && title.as_deref() == Some(WEBSITE_TITLE) {
                 Observed::Reached {
-                    answer: format!("{status}, \"{WEBSITE_TITLE}\""),
+                    answer: format!("{status}, the page \"{WEBSITE_TITLE}\""),
                 }
             } else {
                 Observed::Intercepted {
@@ -192,7 +194,9 @@ pub(crate) async fn crosswords(lab: &Lab, dst: SocketAddrV4) -> Observed {
             Ok(Ok(n)) => {
                 let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
                 return if reply.starts_with("crosswords: ") {
-                    Observed::Reached { answer: reply }
+                    Observed::Reached {
+                        answer: format!("it answered \"{reply}\""),
+                    }
                 } else {
                     Observed::Intercepted { by: format!("something else (\"{}\")", shorten(&reply)) }
                 };
@@ -259,16 +263,17 @@ pub(crate) async fn ssh_login(lab: &Lab, ssh: &std::path::Path, args: &[String],
     cmd.args(args)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
+    let started = Instant::now();
     match tokio::time::timeout(EXCHANGE_TIMEOUT * 2, cmd.output()).await {
         Ok(Ok(out)) => {
             let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             if out.status.success() && stdout == greeting {
                 Observed::Reached {
-                    answer: format!("logged in with ssh, the server said \"{stdout}\""),
+                    answer: format!("logged in with ssh; the server said \"{stdout}\""),
                 }
             } else {
                 let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-                classify_ssh_failure(&stderr)
+                classify_ssh_failure(&stderr, started.elapsed())
             }
         }
         Ok(Err(e)) => Observed::Failed { error: format!("running ssh: {e}") },
@@ -278,10 +283,10 @@ pub(crate) async fn ssh_login(lab: &Lab, ssh: &std::path::Path, args: &[String],
     }
 }
 
-fn classify_ssh_failure(stderr: &str) -> Observed {
+fn classify_ssh_failure(stderr: &str, waited: Duration) -> Observed {
     if stderr.contains("timed out") {
         Observed::Dropped {
-            waited_ms: 3000,
+            waited_ms: waited.as_millis() as u64,
         }
     } else if stderr.contains("Connection refused") {
         Observed::Refused { how: Refusal::TcpReset }
@@ -310,14 +315,14 @@ mod tests {
     #[test]
     fn ssh_errors_are_classified() {
         assert!(matches!(
-            classify_ssh_failure("ssh: connect to host 198.19.0.2 port 22: Connection timed out"),
+            classify_ssh_failure("ssh: connect to host 198.19.0.2 port 22: Connection timed out", Duration::ZERO),
             Observed::Dropped { .. }
         ));
         assert!(matches!(
-            classify_ssh_failure("ssh: connect to host 198.19.0.2 port 22: Connection refused"),
+            classify_ssh_failure("ssh: connect to host 198.19.0.2 port 22: Connection refused", Duration::ZERO),
             Observed::Refused { how: Refusal::TcpReset }
         ));
-        assert!(matches!(classify_ssh_failure("Permission denied"), Observed::Failed { .. }));
+        assert!(matches!(classify_ssh_failure("Permission denied", Duration::ZERO), Observed::Failed { .. }));
     }
 
     #[test]

@@ -57,7 +57,7 @@ fn lock_path(instance: Instance) -> io::Result<PathBuf> {
 }
 
 /// The pid written in `instance`'s lock file, if any.
-pub fn owner_pid(instance: Instance) -> Option<u32> {
+pub(crate) fn owner_pid(instance: Instance) -> Option<u32> {
     let mut s = String::new();
     File::open(lock_path(instance).ok()?)
         .ok()?
@@ -189,7 +189,7 @@ fn remove_instance(instance: Instance) -> (Vec<String>, Vec<String>) {
 /// Take an instance for a new lab: `requested`, or the lowest free one.
 /// A free instance with leftovers of a killed run is cleaned first; the
 /// names cleaned are returned with the lock.
-pub fn allocate(requested: Option<Instance>) -> Result<(InstanceLock, Vec<String>), LockError> {
+pub(crate) fn allocate(requested: Option<Instance>) -> Result<(InstanceLock, Vec<String>), LockError> {
     let candidates: Vec<Instance> = match requested {
         Some(i) => vec![i],
         None => Instance::all().collect(),

@@ -28,9 +28,9 @@ pub const NETNS_RUN_DIR: &str = "/run/netns";
 /// Where the lab keeps its lock files.
 pub const STATE_DIR: &str = "/run/onedoor-lab";
 
-/// Serialises the one-time setup of [`NETNS_RUN_DIR`] inside this process;
-/// a lock file does it between processes (parallel `ip netns add` runs
-/// are known to stack mounts otherwise).
+/// Serialises the setup of [`NETNS_RUN_DIR`] inside this process; a lock
+/// on the directory does it between processes (parallel `ip netns add`
+/// runs are known to stack mounts otherwise).
 static RUN_DIR_SETUP: Mutex<()> = Mutex::new(());
 
 /// A named network namespace we hold open.
@@ -206,7 +206,7 @@ pub(crate) fn enter_and_run<T: Send>(fd: BorrowedFd<'_>, f: impl FnOnce() -> T +
 /// Remove the namespace `name`: unmount and delete its file. Processes and
 /// sockets still inside keep it alive, nameless, until they end. Missing
 /// is not an error.
-pub fn remove(name: &str) -> io::Result<()> {
+pub(crate) fn remove(name: &str) -> io::Result<()> {
     let path = netns_path(name);
     match umount2(&path, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
@@ -220,7 +220,7 @@ pub fn remove(name: &str) -> io::Result<()> {
 }
 
 /// Names of every namespace under `/run/netns`.
-pub fn list() -> io::Result<Vec<String>> {
+pub(crate) fn list() -> io::Result<Vec<String>> {
     match fs::read_dir(NETNS_RUN_DIR) {
         Ok(rd) => Ok(rd
             .filter_map(|e| e.ok())
@@ -234,7 +234,7 @@ pub fn list() -> io::Result<Vec<String>> {
 /// Can this process make network namespaces? Tries an anonymous one on a
 /// throwaway thread (nothing is mounted; it vanishes with the thread) and
 /// runs `probe` inside it.
-pub fn try_anonymous<T: Send>(probe: impl FnOnce() -> T + Send) -> io::Result<T> {
+pub(crate) fn try_anonymous<T: Send>(probe: impl FnOnce() -> T + Send) -> io::Result<T> {
     std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("netns-probe".into())

@@ -148,7 +148,14 @@ async fn sniff(
                         None => Sniffed::Close(ErrorKind::Timeout),
                     };
                 }
-                return conclude(live.router.decide(buf, false));
+                // A client that stalls mid-message (half a ClientHello) timed
+                // out; it is not counted with clients that sent garbage.
+                return match live.router.decide(buf, false) {
+                    Decision::NoMatch if live.router.decide(buf, true) == Decision::NeedMore => {
+                        Sniffed::Close(ErrorKind::Timeout)
+                    }
+                    decision => conclude(decision),
+                };
             }
             Ok(Err(_)) => return Sniffed::Close(ErrorKind::Io),
             Ok(Ok(0)) => {

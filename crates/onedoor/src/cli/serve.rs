@@ -205,6 +205,11 @@ pub(crate) fn run(args: ServeArgs, matches: &ArgMatches) -> Outcome {
 }
 
 async fn serve(args: ServeArgs, flags: ServeLayer, config: ServeConfig) -> Outcome {
+    // Signals first: a SIGHUP or SIGTERM that arrives while we bind must not
+    // take the default action (death).
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let server = Server::new(config.clone());
 
     // systemd socket activation takes the place of `listen`.
@@ -233,7 +238,9 @@ async fn serve(args: ServeArgs, flags: ServeLayer, config: ServeConfig) -> Outco
         }
     }
     if let Some(addr) = config.metrics {
-        onedoor_net::metrics::install(addr).map_err(Failure::Runtime)?;
+        onedoor_net::metrics::install(addr)
+            .await
+            .map_err(Failure::Runtime)?;
         tracing::info!(%addr, "metrics on http://{addr}/metrics");
     }
     if let Some(user) = &config.user {
@@ -241,9 +248,6 @@ async fn serve(args: ServeArgs, flags: ServeLayer, config: ServeConfig) -> Outco
         tracing::info!(user = %user, "dropped privileges");
     }
 
-    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&server, args.config.as_deref(), &flags, activated),
