@@ -179,7 +179,9 @@ mod tests {
         let (client, client_side) = pair().await;
         let (backend_side, mut backend) = pair().await;
         let fwd = tokio::spawn(async move { join(client_side, backend_side, &NoTally).await });
-        client.set_linger(Some(std::time::Duration::ZERO)).unwrap();
+        socket2::SockRef::from(&client)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
         drop(client);
         let mut buf = [0u8; 16];
         let r = tokio::time::timeout(std::time::Duration::from_secs(5), backend.read(&mut buf)).await;
