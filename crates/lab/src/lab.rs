@@ -34,6 +34,9 @@ use crate::sys::nft;
 use crate::sys::nl::NlError;
 use crate::sys::rtnl::{self, Rtnl};
 
+/// How long the veth links may take to be usable after they are up.
+const LINK_UP_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// What to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LabConfig {
@@ -113,13 +116,17 @@ impl Lab {
         router
             .run(|| -> Result<(), LabError> {
                 let mut r = Rtnl::open().map_err(nl)?;
-                r.add_veth(ROUTER_LAN_IF, HOUSE_IF, house.as_fd()).map_err(nl)?;
-                r.add_veth(ROUTER_WAN_IF, INTERNET_IF, internet.as_fd()).map_err(nl)?;
+                r.add_veth(ROUTER_LAN_IF, HOUSE_IF, house.as_fd())
+                    .map_err(nl)?;
+                r.add_veth(ROUTER_WAN_IF, INTERNET_IF, internet.as_fd())
+                    .map_err(nl)?;
                 for link in ["lo", ROUTER_LAN_IF, ROUTER_WAN_IF] {
                     r.set_up(link).map_err(nl)?;
                 }
-                r.add_address(ROUTER_LAN_IF, plan.router_lan, PREFIX_LEN).map_err(nl)?;
-                r.add_address(ROUTER_WAN_IF, plan.router_wan, PREFIX_LEN).map_err(nl)?;
+                r.add_address(ROUTER_LAN_IF, plan.router_lan, PREFIX_LEN)
+                    .map_err(nl)?;
+                r.add_address(ROUTER_WAN_IF, plan.router_wan, PREFIX_LEN)
+                    .map_err(nl)?;
                 rtnl::enable_forwarding().map_err(nl)?;
                 nft::apply(&ruleset).map_err(nl)
             })
@@ -129,7 +136,8 @@ impl Lab {
                 let mut r = Rtnl::open().map_err(nl)?;
                 r.set_up("lo").map_err(nl)?;
                 r.set_up(HOUSE_IF).map_err(nl)?;
-                r.add_address(HOUSE_IF, plan.house, PREFIX_LEN).map_err(nl)?;
+                r.add_address(HOUSE_IF, plan.house, PREFIX_LEN)
+                    .map_err(nl)?;
                 r.add_route(std::net::Ipv4Addr::UNSPECIFIED, 0, plan.router_lan)
                     .map_err(nl)
             })
@@ -139,12 +147,26 @@ impl Lab {
                 let mut r = Rtnl::open().map_err(nl)?;
                 r.set_up("lo").map_err(nl)?;
                 r.set_up(INTERNET_IF).map_err(nl)?;
-                r.add_address(INTERNET_IF, plan.internet, PREFIX_LEN).map_err(nl)?;
+                r.add_address(INTERNET_IF, plan.internet, PREFIX_LEN)
+                    .map_err(nl)?;
                 // Only the way back to the house: nothing else exists here.
                 r.add_route(plan.lan_net(), PREFIX_LEN, plan.router_wan)
                     .map_err(nl)
             })
             .map_err(sys("entering the internet"))??;
+
+        // A veth that is up is not yet usable: until the kernel has
+        // attached its queueing discipline (IFF_RUNNING), packets sent on it
+        // are dropped and the first connection of a story would wait for a
+        // retransmission. Wait for all four ends, bounded.
+        let running = |ns: &Netns, links: &'static [&'static str]| -> Result<(), LabError> {
+            ns.run(|| Rtnl::open()?.wait_running(links, LINK_UP_TIMEOUT))
+                .map_err(sys(format!("entering {}", ns.name())))?
+                .map_err(nl)
+        };
+        running(&router, &[ROUTER_LAN_IF, ROUTER_WAN_IF])?;
+        running(&house, &[HOUSE_IF])?;
+        running(&internet, &[INTERNET_IF])?;
 
         partial.0.clear();
         Ok(Lab {

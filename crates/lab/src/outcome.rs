@@ -301,7 +301,12 @@ pub fn verdict(policy: Policy, steps: &[Step]) -> Verdict {
             "The router blocked {}, yet {} {} reached through {via}. \
              Blocking doors costs convenience, not security: one open door is enough.",
             door_list(&blocked),
-            join_words(&services.iter().map(|s| service_phrase(s)).collect::<Vec<_>>()),
+            join_words(
+                &services
+                    .iter()
+                    .map(|s| service_phrase(s))
+                    .collect::<Vec<_>>()
+            ),
             if services.len() == 1 { "was" } else { "were" },
         ),
     }
@@ -327,8 +332,14 @@ mod tests {
     fn observations_meet_expectations() {
         assert!(Observed::Dropped { waited_ms: 1 }.meets(Expect::Dropped));
         assert!(!Observed::Dropped { waited_ms: 1 }.meets(Expect::Refused));
-        assert!(Observed::Refused { how: Refusal::TcpReset }.meets(Expect::Refused));
-        assert!(Observed::Reached { answer: "hi".into() }.meets(Expect::Open));
+        assert!(Observed::Refused {
+            how: Refusal::TcpReset
+        }
+        .meets(Expect::Refused));
+        assert!(Observed::Reached {
+            answer: "hi".into()
+        }
+        .meets(Expect::Open));
         assert!(Observed::Intercepted { by: "x".into() }.meets(Expect::Intercepted));
         assert!(!Observed::Failed { error: "x".into() }.meets(Expect::Open));
     }
@@ -336,16 +347,40 @@ mod tests {
     #[test]
     fn the_verdict_names_what_was_blocked_and_what_came_through() {
         let steps = [
-            step("library", Door::Tcp(22), Path::Direct, Expect::Dropped, Observed::Dropped { waited_ms: 1500 }),
+            step(
+                "library",
+                Door::Tcp(22),
+                Path::Direct,
+                Expect::Dropped,
+                Observed::Dropped { waited_ms: 1500 },
+            ),
             step(
                 "crosswords",
                 Door::Udp(1194),
                 Path::Direct,
                 Expect::Refused,
-                Observed::Refused { how: Refusal::IcmpUnreachable },
+                Observed::Refused {
+                    how: Refusal::IcmpUnreachable,
+                },
             ),
-            step("library", Door::Tcp(443), Path::ThroughDoor443, Expect::Open, Observed::Reached { answer: "WELCOME".into() }),
-            step("website", Door::Tcp(443), Path::ThroughDoor443, Expect::Open, Observed::Reached { answer: "page".into() }),
+            step(
+                "library",
+                Door::Tcp(443),
+                Path::ThroughDoor443,
+                Expect::Open,
+                Observed::Reached {
+                    answer: "WELCOME".into(),
+                },
+            ),
+            step(
+                "website",
+                Door::Tcp(443),
+                Path::ThroughDoor443,
+                Expect::Open,
+                Observed::Reached {
+                    answer: "page".into(),
+                },
+            ),
         ];
         let v = verdict(Policy::Web, &steps);
         assert!(v.holds);
@@ -359,34 +394,77 @@ mod tests {
 
     #[test]
     fn a_failed_step_breaks_the_verdict() {
-        let steps = [
-            step("library", Door::Tcp(22), Path::Direct, Expect::Dropped, Observed::Reached { answer: "WELCOME".into() }),
-        ];
+        let steps = [step(
+            "library",
+            Door::Tcp(22),
+            Path::Direct,
+            Expect::Dropped,
+            Observed::Reached {
+                answer: "WELCOME".into(),
+            },
+        )];
         let v = verdict(Policy::Web, &steps);
         assert!(!v.holds);
-        assert!(v.text.contains("expected to be blocked (dropped) but was reached"), "{}", v.text);
+        assert!(
+            v.text
+                .contains("expected to be blocked (dropped) but was reached"),
+            "{}",
+            v.text
+        );
     }
 
     #[test]
     fn nothing_through_443_is_no_story() {
-        let steps = [step("library", Door::Tcp(22), Path::Direct, Expect::Dropped, Observed::Dropped { waited_ms: 1 })];
+        let steps = [step(
+            "library",
+            Door::Tcp(22),
+            Path::Direct,
+            Expect::Dropped,
+            Observed::Dropped { waited_ms: 1 },
+        )];
         assert!(!verdict(Policy::Web, &steps).holds);
     }
 
     #[test]
     fn the_proxy_path_is_named() {
         let steps = [
-            step("library", Door::Tcp(22), Path::Direct, Expect::Dropped, Observed::Dropped { waited_ms: 1 }),
-            step("library", Door::Tcp(443), Path::ThroughProxy, Expect::Open, Observed::Reached { answer: "W".into() }),
+            step(
+                "library",
+                Door::Tcp(22),
+                Path::Direct,
+                Expect::Dropped,
+                Observed::Dropped { waited_ms: 1 },
+            ),
+            step(
+                "library",
+                Door::Tcp(443),
+                Path::ThroughProxy,
+                Expect::Open,
+                Observed::Reached { answer: "W".into() },
+            ),
         ];
         let v = verdict(Policy::ProxyOnly, &steps);
         assert!(v.holds);
-        assert!(v.text.contains("the library was reached through door 443, through the router's own proxy"), "{}", v.text);
+        assert!(
+            v.text.contains(
+                "the library was reached through door 443, through the router's own proxy"
+            ),
+            "{}",
+            v.text
+        );
     }
 
     #[test]
     fn skipped_steps_hold() {
-        let s = step("ssh", Door::Tcp(443), Path::ThroughDoor443, Expect::Open, Observed::Skipped { reason: "no ssh".into() });
+        let s = step(
+            "ssh",
+            Door::Tcp(443),
+            Path::ThroughDoor443,
+            Expect::Open,
+            Observed::Skipped {
+                reason: "no ssh".into(),
+            },
+        );
         assert!(s.ok);
     }
 }

@@ -100,7 +100,9 @@ impl Policy {
             Policy::Web => {
                 "the router lets doors 80 and 443 out and silently drops everything else"
             }
-            Policy::HttpsOnly => "the router lets only door 443 out and silently drops everything else",
+            Policy::HttpsOnly => {
+                "the router lets only door 443 out and silently drops everything else"
+            }
             Policy::WebReject => {
                 "the router lets doors 80 and 443 out and refuses everything else \
                  (TCP reset, ICMP port unreachable)"

@@ -88,7 +88,9 @@ fn doors(run: &Run) -> Vec<DoorMark<'_>> {
             label: "door 22",
             y: 70,
             step: direct22,
-            note: direct22.map(|s| s.observed.label().to_owned()).unwrap_or_default(),
+            note: direct22
+                .map(|s| s.observed.label().to_owned())
+                .unwrap_or_default(),
         },
         DoorMark {
             label: "door 80",
@@ -156,10 +158,9 @@ fn svg(run: &Run) -> String {
         (250, "crosswords · UDP 1194"),
     ];
     for (y, label) in services {
-        let _ = write!(
+        let _ = writeln!(
             s,
-            r##"<rect x="665" y="{}" width="190" height="30" rx="5" fill="#ffffff" stroke="#1565c0"/><text x="760" y="{}" text-anchor="middle">{}</text>
-"##,
+            r##"<rect x="665" y="{}" width="190" height="30" rx="5" fill="#ffffff" stroke="#1565c0"/><text x="760" y="{}" text-anchor="middle">{}</text>"##,
             y - 15,
             y + 5,
             escape(label)
@@ -183,10 +184,9 @@ fn svg(run: &Run) -> String {
         );
         let observed = d.step.map(|s| &s.observed);
         if matches!(observed, Some(Observed::Reached { .. })) {
-            let _ = write!(
+            let _ = writeln!(
                 s,
-                r##"<line x1="470" y1="{y}" x2="665" y2="{y}" stroke="{c}" stroke-width="3"/>
-"##,
+                r##"<line x1="470" y1="{y}" x2="665" y2="{y}" stroke="{c}" stroke-width="3"/>"##,
                 y = d.y
             );
         }
@@ -216,10 +216,9 @@ fn svg(run: &Run) -> String {
     for (st, y) in [(lib443, 70), (find(run, "website-door-443"), 130)] {
         if let Some(st) = st {
             let c = colour(Some(&st.observed));
-            let _ = write!(
+            let _ = writeln!(
                 s,
-                r##"<path d="M855,190 C890,175 890,{y} 855,{y}" fill="none" stroke="{c}" stroke-width="2" stroke-dasharray="4 3"/>
-"##
+                r##"<path d="M855,190 C890,175 890,{y} 855,{y}" fill="none" stroke="{c}" stroke-width="2" stroke-dasharray="4 3"/>"##
             );
         }
     }
@@ -254,10 +253,9 @@ fn run_section(out: &mut String, run: &Run) {
         svg(run)
     );
     for st in &run.steps {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            r#"<tr class="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><span class="dot" style="background:{}"></span>{}</td><td>{} ms</td></tr>
-"#,
+            r#"<tr class="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><span class="dot" style="background:{}"></span>{}</td><td>{} ms</td></tr>"#,
             if st.ok { "ok" } else { "bad" },
             if st.ok { "✓" } else { "✗" },
             escape(&st.title),
@@ -272,7 +270,11 @@ fn run_section(out: &mut String, run: &Run) {
     out.push_str("</tbody></table>\n");
     match (verdict, &run.stopped) {
         (_, Some(stopped)) => {
-            let _ = write!(out, r#"<p class="verdict bad">Stopped early: {}</p>"#, escape(stopped));
+            let _ = write!(
+                out,
+                r#"<p class="verdict bad">Stopped early: {}</p>"#,
+                escape(stopped)
+            );
         }
         (Some(v), None) => {
             let _ = write!(
@@ -337,10 +339,9 @@ door 443 and everything is reached through that one door.</p>
 <p class="legend"><span><span class="dot" style="background:#2e7d32"></span>reached</span><span><span class="dot" style="background:#8e1b1b"></span>dropped</span><span><span class="dot" style="background:#d32f2f"></span>refused</span><span><span class="dot" style="background:#ef6c00"></span>intercepted</span><span><span class="dot" style="background:#9e9e9e"></span>not tried</span></p>
 "#,
     );
-    let _ = write!(
+    let _ = writeln!(
         out,
-        r#"<p class="verdict {}">{}</p>
-"#,
+        r#"<p class="verdict {}">{}</p>"#,
         if report.ok { "good" } else { "bad" },
         if report.ok {
             format!(
@@ -378,12 +379,45 @@ mod tests {
             expected,
         };
         let steps = vec![
-            a("library-door-22", "library", Door::Tcp(22), Path::Direct, Expect::Refused)
-                .observed(Observed::Refused { how: Refusal::TcpReset }, 1),
-            a("website-door-80", "website", Door::Tcp(80), Path::Direct, Expect::Intercepted)
-                .observed(Observed::Intercepted { by: "a \"portal\" & co".into() }, 2),
-            a("library-door-443", "library", Door::Tcp(443), Path::ThroughDoor443, Expect::Open)
-                .observed(Observed::Reached { answer: "WELCOME".into() }, 3),
+            a(
+                "library-door-22",
+                "library",
+                Door::Tcp(22),
+                Path::Direct,
+                Expect::Refused,
+            )
+            .observed(
+                Observed::Refused {
+                    how: Refusal::TcpReset,
+                },
+                1,
+            ),
+            a(
+                "website-door-80",
+                "website",
+                Door::Tcp(80),
+                Path::Direct,
+                Expect::Intercepted,
+            )
+            .observed(
+                Observed::Intercepted {
+                    by: "a \"portal\" & co".into(),
+                },
+                2,
+            ),
+            a(
+                "library-door-443",
+                "library",
+                Door::Tcp(443),
+                Path::ThroughDoor443,
+                Expect::Open,
+            )
+            .observed(
+                Observed::Reached {
+                    answer: "WELCOME".into(),
+                },
+                3,
+            ),
         ];
         Run {
             policy,
@@ -405,8 +439,12 @@ mod tests {
         let html = render_html(&LabReport::new(vec![run(Policy::Intercept)]));
         assert!(html.starts_with("<!doctype html>"));
         assert!(!html.contains("<script"), "no scripts");
-        assert!(!html.contains("http://") || html.matches("http://").count() == html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count(),
-            "no links out (only the SVG namespace)");
+        assert!(
+            !html.contains("http://")
+                || html.matches("http://").count()
+                    == html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count(),
+            "no links out (only the SVG namespace)"
+        );
         assert!(!html.contains("https://"));
         assert!(!html.contains("src="), "nothing loaded");
         assert!(html.contains("&lt;library-door-22&gt;"));
@@ -423,7 +461,10 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&good.to_json()).unwrap();
         assert_eq!(json["ok"], true);
         assert_eq!(json["runs"][0]["policy"], "intercept");
-        assert_eq!(json["runs"][0]["steps"][0]["observed"]["outcome"], "refused");
+        assert_eq!(
+            json["runs"][0]["steps"][0]["observed"]["outcome"],
+            "refused"
+        );
         assert_eq!(json["runs"][0]["steps"][0]["observed"]["how"], "tcp-reset");
         assert_eq!(json["runs"][0]["plan"]["house_ns"], "onedoor-house");
         let mut stopped = run(Policy::Web);

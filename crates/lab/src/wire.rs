@@ -82,9 +82,18 @@ mod tests {
     #[tokio::test]
     async fn lines_are_split_and_bounded() {
         let mut r = BufReader::new(&b"HELLO library\r\nBOOK 1\nlast"[..]);
-        assert_eq!(read_line(&mut r, 64).await.unwrap().as_deref(), Some("HELLO library"));
-        assert_eq!(read_line(&mut r, 64).await.unwrap().as_deref(), Some("BOOK 1"));
-        assert_eq!(read_line(&mut r, 64).await.unwrap().as_deref(), Some("last"));
+        assert_eq!(
+            read_line(&mut r, 64).await.unwrap().as_deref(),
+            Some("HELLO library")
+        );
+        assert_eq!(
+            read_line(&mut r, 64).await.unwrap().as_deref(),
+            Some("BOOK 1")
+        );
+        assert_eq!(
+            read_line(&mut r, 64).await.unwrap().as_deref(),
+            Some("last")
+        );
         assert_eq!(read_line(&mut r, 64).await.unwrap(), None);
         let mut long = BufReader::new(&[b'a'; 100][..]);
         assert!(read_line(&mut long, 10).await.is_err());

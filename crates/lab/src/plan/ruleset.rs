@@ -311,15 +311,18 @@ impl fmt::Display for Rule {
 
 /// The destination of the portal redirect, if the ruleset has one.
 pub fn portal_target(ruleset: &Ruleset) -> Option<SocketAddrV4> {
-    ruleset.chains.iter().flat_map(|c| &c.rules).find_map(|r| match r.action {
-        Action::Dnat(to) => Some(to),
-        _ => None,
-    })
+    ruleset
+        .chains
+        .iter()
+        .flat_map(|c| &c.rules)
+        .find_map(|r| match r.action {
+            Action::Dnat(to) => Some(to),
+            _ => None,
+        })
 }
 
-/// The first address a DNAT rule needs to exist locally (for tests and
-/// sanity checks): every DNAT target must be one of the router's own
-/// addresses.
+/// True when every DNAT target is one of `router`'s own addresses: a
+/// redirect must never send the house anywhere but the router itself.
 pub fn dnat_targets_are_local(ruleset: &Ruleset, router: &[Ipv4Addr]) -> bool {
     ruleset
         .chains
@@ -375,7 +378,10 @@ mod tests {
             .iter()
             .position(|l| l.starts_with("iifname \"lan\" reject comment"))
             .expect("an icmp reject rule");
-        let open443 = lines.iter().position(|l| l.contains("dport 443 accept")).unwrap();
+        let open443 = lines
+            .iter()
+            .position(|l| l.contains("dport 443 accept"))
+            .unwrap();
         assert!(open443 < reset && reset < icmp, "{t}");
     }
 
@@ -386,9 +392,15 @@ mod tests {
         let t = rs.to_string();
         assert!(t.contains("type nat hook prerouting priority dstnat; policy accept;"));
         assert!(t.contains("iifname \"lan\" tcp dport 80 dnat to 198.18.4.1:8080"));
-        assert!(!t.contains("dport 80 accept"), "door 80 is never forwarded: {t}");
+        assert!(
+            !t.contains("dport 80 accept"),
+            "door 80 is never forwarded: {t}"
+        );
         assert_eq!(portal_target(&rs), Some(plan.portal()));
-        assert!(dnat_targets_are_local(&rs, &[plan.router_lan, plan.router_wan]));
+        assert!(dnat_targets_are_local(
+            &rs,
+            &[plan.router_lan, plan.router_wan]
+        ));
     }
 
     #[test]
@@ -412,7 +424,10 @@ mod tests {
                         _ => None,
                     });
                     assert!(matches!(port, Some(80 | 443)), "{p}: {r}");
-                    assert!(r.matches.contains(&Match::InIface("lan".into())), "{p}: {r}");
+                    assert!(
+                        r.matches.contains(&Match::InIface("lan".into())),
+                        "{p}: {r}"
+                    );
                 }
             }
         }

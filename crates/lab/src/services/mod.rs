@@ -52,30 +52,28 @@ pub enum LibraryPlace {
     BehindSshd,
 }
 
-fn accept_loop<F, Fut>(listener: TcpListener, handle: F) -> impl Future<Output = ()>
+async fn accept_loop<F, Fut>(listener: TcpListener, handle: F)
 where
     F: Fn(TcpStream) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    async move {
-        let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        // Connections live in this set, so they end with the loop.
-        let mut conns = JoinSet::new();
-        loop {
-            let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
-                return;
-            };
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let fut = handle(stream);
-                    conns.spawn(async move {
-                        fut.await;
-                        drop(permit);
-                    });
-                }
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Connections live in this set, so they end with the loop.
+    let mut conns = JoinSet::new();
+    loop {
+        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
+            return;
+        };
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let fut = handle(stream);
+                conns.spawn(async move {
+                    fut.await;
+                    drop(permit);
+                });
             }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
     }
 }
@@ -107,7 +105,9 @@ impl Services {
         let any = |port| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
         let library = match place {
             LibraryPlace::Door22 => any(ports::LIBRARY),
-            LibraryPlace::BehindSshd => SocketAddr::from((Ipv4Addr::LOCALHOST, ports::LIBRARY_BEHIND_SSHD)),
+            LibraryPlace::BehindSshd => {
+                SocketAddr::from((Ipv4Addr::LOCALHOST, ports::LIBRARY_BEHIND_SSHD))
+            }
         };
         let website = any(ports::WEBSITE);
         let mut tasks = JoinSet::new();

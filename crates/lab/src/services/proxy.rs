@@ -50,7 +50,8 @@ pub(crate) fn decide(request_line: &str, plan: &AddressPlan) -> Decision {
         // anything but its own addresses.
         return Decision::Refuse("403 Forbidden");
     };
-    if addr.port() != ALLOWED_PORT || !plan.owns(*addr.ip()) || *addr.ip() == Ipv4Addr::UNSPECIFIED {
+    if addr.port() != ALLOWED_PORT || !plan.owns(*addr.ip()) || *addr.ip() == Ipv4Addr::UNSPECIFIED
+    {
         return Decision::Refuse("403 Forbidden");
     }
     Decision::Connect(addr)
@@ -85,8 +86,7 @@ pub(crate) async fn session(stream: TcpStream, plan: Arc<AddressPlan>, router: A
             return;
         }
     };
-    if w
-        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    if w.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
         .await
         .is_err()
     {

@@ -31,11 +31,9 @@ fn find(names: &[&str]) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
     // sshd lives in sbin, which a user's PATH may lack.
     dirs.extend(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from));
-    names.iter().find_map(|n| {
-        dirs.iter()
-            .map(|d| d.join(n))
-            .find(|p| p.is_file())
-    })
+    names
+        .iter()
+        .find_map(|n| dirs.iter().map(|d| d.join(n)).find(|p| p.is_file()))
 }
 
 impl OpenSsh {
@@ -136,7 +134,10 @@ impl RealSshd {
                 if let Some(mut e) = stderr {
                     let _ = e.read_to_string(&mut msg);
                 }
-                return Err(io::Error::other(format!("sshd exited ({status}): {}", msg.trim())));
+                return Err(io::Error::other(format!(
+                    "sshd exited ({status}): {}",
+                    msg.trim()
+                )));
             }
             let up = lab.run_in(Role::Internet, || {
                 std::net::TcpStream::connect_timeout(&door, Duration::from_millis(200)).is_ok()
@@ -153,7 +154,12 @@ impl RealSshd {
 
     /// The `ssh` command line (after the program) that logs in to `port` of
     /// `host` with the throwaway key and runs `echo`.
-    pub(crate) fn login_args(&self, host: std::net::Ipv4Addr, port: u16, greeting: &str) -> Vec<String> {
+    pub(crate) fn login_args(
+        &self,
+        host: std::net::Ipv4Addr,
+        port: u16,
+        greeting: &str,
+    ) -> Vec<String> {
         vec![
             "-F".into(),
             "/dev/null".into(),

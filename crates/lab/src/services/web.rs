@@ -66,7 +66,9 @@ pub(crate) async fn session(stream: TcpStream, page: Page) {
         }
         _ => {
             let _ = w
-                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
                 .await;
         }
     }

@@ -51,7 +51,9 @@ fn guard(lab: &Lab, dst: Ipv4Addr) -> Result<(), NoConnection> {
     if lab.plan().owns(dst) {
         Ok(())
     } else {
-        Err(NoConnection::Error(format!("{dst} is not an address of this lab")))
+        Err(NoConnection::Error(format!(
+            "{dst} is not an address of this lab"
+        )))
     }
 }
 
@@ -104,7 +106,10 @@ pub(crate) async fn library_visit(stream: TcpStream) -> Observed {
         let _ = read_line(&mut r, 64).await;
         if !book.starts_with("BOOK 3:") {
             return Ok(Observed::Intercepted {
-                by: format!("something that greets like the library but lends no books (\"{}\")", shorten(&book)),
+                by: format!(
+                    "something that greets like the library but lends no books (\"{}\")",
+                    shorten(&book)
+                ),
             });
         }
         Ok::<_, io::Error>(Observed::Reached {
@@ -136,7 +141,11 @@ pub(crate) async fn website_visit(mut stream: TcpStream, host: &str) -> Observed
     };
     match tokio::time::timeout(EXCHANGE_TIMEOUT, visit).await {
         Ok(Ok((head, body))) => {
-            let status = head[0].splitn(2, ' ').nth(1).unwrap_or("").to_owned();
+            let status = head[0]
+                .split_once(' ')
+                .map(|x| x.1)
+                .unwrap_or("")
+                .to_owned();
             let title = html_title(&body).map(str::to_owned);
             if status.starts_with("200") && title.as_deref() == Some(WEBSITE_TITLE) {
                 Observed::Reached {
@@ -167,18 +176,28 @@ pub(crate) async fn crosswords(lab: &Lab, dst: SocketAddrV4) -> Observed {
     }
     let socket = match lab.udp_socket(Role::House, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))) {
         Ok(s) => s,
-        Err(e) => return Observed::Failed { error: format!("making a socket in the house: {e}") },
+        Err(e) => {
+            return Observed::Failed {
+                error: format!("making a socket in the house: {e}"),
+            }
+        }
     };
     let socket = match socket
         .set_nonblocking(true)
         .and_then(|()| tokio::net::UdpSocket::from_std(socket))
     {
         Ok(s) => s,
-        Err(e) => return Observed::Failed { error: e.to_string() },
+        Err(e) => {
+            return Observed::Failed {
+                error: e.to_string(),
+            }
+        }
     };
     // Connected, so an ICMP refusal comes back as ECONNREFUSED.
     if let Err(e) = socket.connect(SocketAddr::V4(dst)).await {
-        return Observed::Failed { error: format!("connecting to {dst}: {e}") };
+        return Observed::Failed {
+            error: format!("connecting to {dst}: {e}"),
+        };
     }
     let clue = b"clue: a way out that is always open (4)";
     let started = Instant::now();
@@ -187,7 +206,9 @@ pub(crate) async fn crosswords(lab: &Lab, dst: SocketAddrV4) -> Observed {
     for _attempt in 0..2 {
         if let Err(e) = socket.send(clue).await {
             if let Some(how) = classify(&e) {
-                return Observed::Refused { how: refusal_udp(how) };
+                return Observed::Refused {
+                    how: refusal_udp(how),
+                };
             }
         }
         match tokio::time::timeout(DROP_TIMEOUT / 2, socket.recv(&mut buf)).await {
@@ -198,13 +219,19 @@ pub(crate) async fn crosswords(lab: &Lab, dst: SocketAddrV4) -> Observed {
                         answer: format!("it answered \"{reply}\""),
                     }
                 } else {
-                    Observed::Intercepted { by: format!("something else (\"{}\")", shorten(&reply)) }
+                    Observed::Intercepted {
+                        by: format!("something else (\"{}\")", shorten(&reply)),
+                    }
                 };
             }
             Ok(Err(e)) => {
                 return match classify(&e) {
-                    Some(how) => Observed::Refused { how: refusal_udp(how) },
-                    None => Observed::Failed { error: e.to_string() },
+                    Some(how) => Observed::Refused {
+                        how: refusal_udp(how),
+                    },
+                    None => Observed::Failed {
+                        error: e.to_string(),
+                    },
                 }
             }
             Err(_) => continue,
@@ -222,7 +249,11 @@ fn refusal_udp(_how: Refusal) -> Refusal {
 }
 
 /// Ask the router's proxy for a tunnel to `dst`, and return the tunnel.
-pub(crate) async fn via_proxy(lab: &Lab, proxy: SocketAddrV4, dst: SocketAddrV4) -> Result<TcpStream, NoConnection> {
+pub(crate) async fn via_proxy(
+    lab: &Lab,
+    proxy: SocketAddrV4,
+    dst: SocketAddrV4,
+) -> Result<TcpStream, NoConnection> {
     guard(lab, *dst.ip())?;
     let mut stream = connect(lab, proxy).await?;
     let ask = async {
@@ -234,7 +265,10 @@ pub(crate) async fn via_proxy(lab: &Lab, proxy: SocketAddrV4, dst: SocketAddrV4)
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
             if head.len() > 8192 || stream.read(&mut byte).await? == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the proxy closed"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the proxy closed",
+                ));
             }
             head.push(byte[0]);
         }
@@ -242,7 +276,13 @@ pub(crate) async fn via_proxy(lab: &Lab, proxy: SocketAddrV4, dst: SocketAddrV4)
     };
     match tokio::time::timeout(EXCHANGE_TIMEOUT, ask).await {
         Ok(Ok(head)) => {
-            let status = head.lines().next().unwrap_or("").splitn(3, ' ').nth(1).unwrap_or("");
+            let status = head
+                .lines()
+                .next()
+                .unwrap_or("")
+                .split(' ')
+                .nth(1)
+                .unwrap_or("");
             match status {
                 "200" => Ok(stream),
                 "403" => Err(NoConnection::Refused(Refusal::ProxyForbidden)),
@@ -258,7 +298,12 @@ pub(crate) async fn via_proxy(lab: &Lab, proxy: SocketAddrV4, dst: SocketAddrV4)
 }
 
 /// Log in with the real `ssh` client from the house and check its greeting.
-pub(crate) async fn ssh_login(lab: &Lab, ssh: &std::path::Path, args: &[String], greeting: &str) -> Observed {
+pub(crate) async fn ssh_login(
+    lab: &Lab,
+    ssh: &std::path::Path,
+    args: &[String],
+    greeting: &str,
+) -> Observed {
     let mut cmd = tokio::process::Command::from(lab.command(Role::House, ssh));
     cmd.args(args)
         .stdin(std::process::Stdio::null())
@@ -276,7 +321,9 @@ pub(crate) async fn ssh_login(lab: &Lab, ssh: &std::path::Path, args: &[String],
                 classify_ssh_failure(&stderr, started.elapsed())
             }
         }
-        Ok(Err(e)) => Observed::Failed { error: format!("running ssh: {e}") },
+        Ok(Err(e)) => Observed::Failed {
+            error: format!("running ssh: {e}"),
+        },
         Err(_) => Observed::Dropped {
             waited_ms: (EXCHANGE_TIMEOUT * 2).as_millis() as u64,
         },
@@ -289,9 +336,13 @@ fn classify_ssh_failure(stderr: &str, waited: Duration) -> Observed {
             waited_ms: waited.as_millis() as u64,
         }
     } else if stderr.contains("Connection refused") {
-        Observed::Refused { how: Refusal::TcpReset }
+        Observed::Refused {
+            how: Refusal::TcpReset,
+        }
     } else if stderr.contains("No route to host") {
-        Observed::Refused { how: Refusal::IcmpUnreachable }
+        Observed::Refused {
+            how: Refusal::IcmpUnreachable,
+        }
     } else {
         Observed::Failed {
             error: format!("ssh: {}", shorten(stderr)),
@@ -315,14 +366,25 @@ mod tests {
     #[test]
     fn ssh_errors_are_classified() {
         assert!(matches!(
-            classify_ssh_failure("ssh: connect to host 198.19.0.2 port 22: Connection timed out", Duration::ZERO),
+            classify_ssh_failure(
+                "ssh: connect to host 198.19.0.2 port 22: Connection timed out",
+                Duration::ZERO
+            ),
             Observed::Dropped { .. }
         ));
         assert!(matches!(
-            classify_ssh_failure("ssh: connect to host 198.19.0.2 port 22: Connection refused", Duration::ZERO),
-            Observed::Refused { how: Refusal::TcpReset }
+            classify_ssh_failure(
+                "ssh: connect to host 198.19.0.2 port 22: Connection refused",
+                Duration::ZERO
+            ),
+            Observed::Refused {
+                how: Refusal::TcpReset
+            }
         ));
-        assert!(matches!(classify_ssh_failure("Permission denied", Duration::ZERO), Observed::Failed { .. }));
+        assert!(matches!(
+            classify_ssh_failure("Permission denied", Duration::ZERO),
+            Observed::Failed { .. }
+        ));
     }
 
     #[test]

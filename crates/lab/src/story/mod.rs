@@ -114,7 +114,10 @@ pub async fn run_story(
         if i > 0 {
             narrator.say("");
         }
-        narrator.say(format!("onedoor lab · policy {policy}: {}.", policy.describe()));
+        narrator.say(format!(
+            "onedoor lab · policy {policy}: {}.",
+            policy.describe()
+        ));
         let outcome = {
             let story = pin!(tell(policy, opts, narrator, &mut run));
             tokio::select! {
@@ -134,12 +137,11 @@ pub async fn run_story(
                 return (runs, Err(e));
             }
         };
-        let mut interrupted = None;
         if opts.keep && last {
+            // Not an error: --keep ends with the signal that ends the wait.
             tell_how_to_step_in(narrator, &held);
             let signal = stop.as_mut().await;
             narrator.say(format!("  {signal}: taking the lab down."));
-            interrupted = Some(signal);
         }
         match held.teardown().await {
             Ok(d) => {
@@ -154,16 +156,14 @@ pub async fn run_story(
             Err(e) => {
                 run.stopped = Some(e.to_string());
                 run.total_ms = ms(started.elapsed());
-                narrator.say(format!("  Cleanup failed: {e}. `onedoor lab --clean` removes what is left."));
+                narrator.say(format!(
+                    "  Cleanup failed: {e}. `onedoor lab --clean` removes what is left."
+                ));
                 runs.push(run);
                 return (runs, Err(StoryError::Lab(e)));
             }
         }
         runs.push(run);
-        if interrupted.is_some() {
-            // --keep ends with the signal that ended the wait: not an error.
-            break;
-        }
     }
     (runs, Ok(()))
 }
@@ -172,14 +172,17 @@ fn tell_how_to_step_in(n: &mut Narrator, held: &Held) {
     let p = held.lab.plan();
     n.say("");
     n.say("  The lab stays up until you press Ctrl-C (or send SIGTERM). From another terminal, step inside:");
-    n.detail(format!("sudo ip netns exec {} bash            # you are in the house", p.house_ns));
+    n.detail(format!(
+        "sudo ip netns exec {} bash            # you are in the house",
+        p.house_ns
+    ));
     n.detail(format!(
         "printf 'HELLO library\\nBOOK 1\\nBYE\\n' | nc -w 3 {} 22     # door 22: blocked",
         p.internet
     ));
     if held.lab.policy().uses_proxy() {
         n.detail(format!(
-            "curl -sv -p -x http://{} https://{}/ 2>&1 | head   # the proxy opens door 443",
+            "curl -s -p -x http://{} http://{}:443/    # the website, through the proxy and door 443",
             p.proxy(),
             p.internet
         ));
@@ -190,7 +193,10 @@ fn tell_how_to_step_in(n: &mut Narrator, held: &Held) {
         ));
         n.detail(format!("curl -s http://{}:443/                            # the website, also through door 443", p.internet));
     }
-    n.detail(format!("sudo ip netns exec {} nft list ruleset   # the router's firewall", p.router_ns));
+    n.detail(format!(
+        "sudo ip netns exec {} nft list ruleset   # the router's firewall",
+        p.router_ns
+    ));
 }
 
 /// Knock on `door` straight from the house.
@@ -233,7 +239,14 @@ async fn through_443(lab: &Lab, attempt: Attempt, port: u16) -> Step {
     attempt.observed(observed, ms(started.elapsed()))
 }
 
-fn attempt(id: &str, title: String, service: &str, door: Door, path: Path, expected: Expect) -> Attempt {
+fn attempt(
+    id: &str,
+    title: String,
+    service: &str,
+    door: Door,
+    path: Path,
+    expected: Expect,
+) -> Attempt {
     Attempt {
         id: id.to_owned(),
         title,
@@ -246,7 +259,12 @@ fn attempt(id: &str, title: String, service: &str, door: Door, path: Path, expec
 
 /// One run, up to the verdict. Returns the live lab for teardown (or
 /// `--keep`); dropping this future instead takes everything down.
-async fn tell(policy: Policy, opts: &StoryOptions, n: &mut Narrator, run: &mut Run) -> Result<Held, LabError> {
+async fn tell(
+    policy: Policy,
+    opts: &StoryOptions,
+    n: &mut Narrator,
+    run: &mut Run,
+) -> Result<Held, LabError> {
     n.begin("Building the house, the router and the internet");
     let lab = Lab::build(LabConfig {
         policy,
@@ -259,12 +277,22 @@ async fn tell(policy: Policy, opts: &StoryOptions, n: &mut Narrator, run: &mut R
     n.end(format!("done in {}", secs(lab.build_time())));
     n.detail(format!(
         "house {} ── router {} | {} ── internet {}   (namespaces {}, {}, {})",
-        plan.house, plan.router_lan, plan.router_wan, plan.internet, plan.house_ns, plan.router_ns, plan.internet_ns
+        plan.house,
+        plan.router_lan,
+        plan.router_wan,
+        plan.internet,
+        plan.house_ns,
+        plan.router_ns,
+        plan.internet_ns
     ));
     n.detail(format!(
         "the router's firewall: {} rule{} in table ip {}",
         lab.ruleset().rule_count(),
-        if lab.ruleset().rule_count() == 1 { "" } else { "s" },
+        if lab.ruleset().rule_count() == 1 {
+            ""
+        } else {
+            "s"
+        },
         lab.ruleset().table
     ));
     if !lab.cleaned_leftovers().is_empty() {
@@ -304,10 +332,12 @@ async fn tell(policy: Policy, opts: &StoryOptions, n: &mut Narrator, run: &mut R
         opening.push_str("; on the router, the HTTP proxy");
     }
     n.begin(opening);
-    let services = Services::start(&held.lab, place).await.map_err(|e| LabError::Sys {
-        what: "opening the services".into(),
-        source: e,
-    })?;
+    let services = Services::start(&held.lab, place)
+        .await
+        .map_err(|e| LabError::Sys {
+            what: "opening the services".into(),
+            source: e,
+        })?;
     held.services = Some(services);
     if let Some(ssh) = &openssh {
         match RealSshd::start(&held.lab, ssh) {
@@ -335,11 +365,25 @@ async fn tell(policy: Policy, opts: &StoryOptions, n: &mut Narrator, run: &mut R
                 let args = sshd.login_args(plan.internet, ports::LIBRARY, greeting);
                 let started = Instant::now();
                 let observed = checks::ssh_login(lab, &ssh.ssh, &args, greeting).await;
-                attempt("ssh-door-22", "ssh on door 22 (the real sshd)".into(), "ssh", Door::Tcp(ports::LIBRARY), Path::Direct, door22)
-                    .observed(observed, ms(started.elapsed()))
+                attempt(
+                    "ssh-door-22",
+                    "ssh on door 22 (the real sshd)".into(),
+                    "ssh",
+                    Door::Tcp(ports::LIBRARY),
+                    Path::Direct,
+                    door22,
+                )
+                .observed(observed, ms(started.elapsed()))
             }
             _ => {
-                let a = attempt("library-door-22", "the library on door 22".into(), "library", Door::Tcp(ports::LIBRARY), Path::Direct, door22);
+                let a = attempt(
+                    "library-door-22",
+                    "the library on door 22".into(),
+                    "library",
+                    Door::Tcp(ports::LIBRARY),
+                    Path::Direct,
+                    door22,
+                );
                 direct(lab, a).await
             }
         }
@@ -397,7 +441,8 @@ async fn tell(policy: Policy, opts: &StoryOptions, n: &mut Narrator, run: &mut R
         Ok(p) => {
             n.end(format!("listening after {}", secs(p.startup)));
             let answer = format!("listening on {} after {}", setup.listen, secs(p.startup));
-            run.steps.push(serve_step.observed(Observed::Reached { answer }, ms(started.elapsed())));
+            run.steps
+                .push(serve_step.observed(Observed::Reached { answer }, ms(started.elapsed())));
             held.serve = Some(p);
         }
         Err(e) => {
@@ -425,10 +470,11 @@ async fn tell(policy: Policy, opts: &StoryOptions, n: &mut Narrator, run: &mut R
     let mut steps = Vec::new();
     if policy.uses_proxy() {
         let started = Instant::now();
-        let observed = match checks::via_proxy(lab, plan.proxy(), plan.internet_door(ports::LIBRARY)).await {
-            Ok(s) => checks::library_visit(s).await,
-            Err(e) => e.observed(),
-        };
+        let observed =
+            match checks::via_proxy(lab, plan.proxy(), plan.internet_door(ports::LIBRARY)).await {
+                Ok(s) => checks::library_visit(s).await,
+                Err(e) => e.observed(),
+            };
         steps.push(
             attempt(
                 "proxy-door-22",
@@ -441,11 +487,22 @@ async fn tell(policy: Policy, opts: &StoryOptions, n: &mut Narrator, run: &mut R
             .observed(observed, ms(started.elapsed())),
         );
     }
-    let via = if policy.uses_proxy() { "through the proxy to door 443" } else { "through door 443" };
+    let via = if policy.uses_proxy() {
+        "through the proxy to door 443"
+    } else {
+        "through door 443"
+    };
     steps.push(
         through_443(
             lab,
-            attempt("library-door-443", format!("the library {via}"), "library", Door::Tcp(ports::SERVE), path, Expect::Open),
+            attempt(
+                "library-door-443",
+                format!("the library {via}"),
+                "library",
+                Door::Tcp(ports::SERVE),
+                path,
+                Expect::Open,
+            ),
             ports::SERVE,
         )
         .await,
@@ -453,17 +510,32 @@ async fn tell(policy: Policy, opts: &StoryOptions, n: &mut Narrator, run: &mut R
     steps.push(
         through_443(
             lab,
-            attempt("website-door-443", format!("the website {via}"), "website", Door::Tcp(ports::SERVE), path, Expect::Open),
+            attempt(
+                "website-door-443",
+                format!("the website {via}"),
+                "website",
+                Door::Tcp(ports::SERVE),
+                path,
+                Expect::Open,
+            ),
             ports::SERVE,
         )
         .await,
     );
     if let (Some(ssh), Some(sshd)) = (&openssh, &held.sshd) {
-        let a = attempt("ssh-door-443", format!("ssh {via}"), "ssh", Door::Tcp(ports::SERVE), path, Expect::Open);
+        let a = attempt(
+            "ssh-door-443",
+            format!("ssh {via}"),
+            "ssh",
+            Door::Tcp(ports::SERVE),
+            path,
+            Expect::Open,
+        );
         let started = Instant::now();
         let observed = if policy.uses_proxy() {
             Observed::Skipped {
-                reason: "ssh through an HTTP proxy needs a ProxyCommand; the library shows the way".into(),
+                reason: "ssh through an HTTP proxy needs a ProxyCommand; the library shows the way"
+                    .into(),
             }
         } else {
             let greeting = "hello-through-door-443";

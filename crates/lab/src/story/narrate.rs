@@ -123,12 +123,19 @@ mod tests {
             path: Path::Direct,
             expected: Expect::Dropped,
         };
-        let ok = attempt.clone().observed(Observed::Dropped { waited_ms: 1500 }, 1500);
+        let ok = attempt
+            .clone()
+            .observed(Observed::Dropped { waited_ms: 1500 }, 1500);
         assert_eq!(
             step_line(&ok),
             "    ✓ the library on door 22: blocked: dropped without a word (no answer in 1.5 s)"
         );
-        let bad = attempt.observed(Observed::Reached { answer: "WELCOME".into() }, 3);
+        let bad = attempt.observed(
+            Observed::Reached {
+                answer: "WELCOME".into(),
+            },
+            3,
+        );
         assert_eq!(
             step_line(&bad),
             "    ✗ the library on door 22: reached: WELCOME (expected: blocked (dropped))"

@@ -39,7 +39,11 @@ pub struct ServeSetup {
 /// and the library as `anyprot`, since its readers speak first with
 /// `HELLO library`, which is neither.
 pub fn serve_args(setup: &ServeSetup) -> Vec<String> {
-    let mut args = vec!["serve".to_owned(), "-l".to_owned(), setup.listen.to_string()];
+    let mut args = vec![
+        "serve".to_owned(),
+        "-l".to_owned(),
+        setup.listen.to_string(),
+    ];
     if let Some(ssh) = setup.ssh {
         args.extend(["--ssh".to_owned(), ssh.to_string()]);
     }
@@ -133,7 +137,8 @@ impl ServeProcess {
             }
             let up = lab
                 .run_in(Role::Internet, || {
-                    std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok()
+                    std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(200))
+                        .is_ok()
                 })
                 .map_err(|e| format!("entering the internet: {e}"))?;
             if up {
@@ -157,7 +162,13 @@ impl ServeProcess {
         if log.is_empty() {
             return String::new();
         }
-        let lines: Vec<String> = log.iter().rev().take(8).rev().map(|l| format!("\n      serve: {l}")).collect();
+        let lines: Vec<String> = log
+            .iter()
+            .rev()
+            .take(8)
+            .rev()
+            .map(|l| format!("\n      serve: {l}"))
+            .collect();
         lines.concat()
     }
 

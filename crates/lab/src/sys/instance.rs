@@ -159,7 +159,9 @@ fn namespaces_of(instance: Instance) -> Vec<String> {
 /// outlived a killed lab). Returns the names removed and the processes that
 /// were left alone.
 fn remove_instance(instance: Instance) -> (Vec<String>, Vec<String>) {
-    let me = std::env::current_exe().ok().and_then(|p| fs::canonicalize(p).ok());
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| fs::canonicalize(p).ok());
     let mut removed = Vec::new();
     let mut others = Vec::new();
     for name in namespaces_of(instance) {
@@ -173,7 +175,8 @@ fn remove_instance(instance: Instance) -> (Vec<String>, Vec<String>) {
                             nix::sys::signal::Signal::SIGKILL,
                         );
                     } else {
-                        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                        let comm =
+                            fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
                         others.push(format!("pid {pid} ({}) in {name}", comm.trim()));
                     }
                 }
@@ -189,7 +192,9 @@ fn remove_instance(instance: Instance) -> (Vec<String>, Vec<String>) {
 /// Take an instance for a new lab: `requested`, or the lowest free one.
 /// A free instance with leftovers of a killed run is cleaned first; the
 /// names cleaned are returned with the lock.
-pub(crate) fn allocate(requested: Option<Instance>) -> Result<(InstanceLock, Vec<String>), LockError> {
+pub(crate) fn allocate(
+    requested: Option<Instance>,
+) -> Result<(InstanceLock, Vec<String>), LockError> {
     let candidates: Vec<Instance> = match requested {
         Some(i) => vec![i],
         None => Instance::all().collect(),

@@ -114,7 +114,7 @@ impl Netns {
             .read(true)
             .write(true)
             .create_new(true)
-            .mode(0)
+            .mode(0o000)
             .open(&path)
             .map_err(ctx(format!("creating {}", path.display())))?;
         let target = path.clone();
@@ -187,7 +187,10 @@ impl AsFd for Netns {
 }
 
 /// Run `f` on a scoped thread that first enters the namespace `fd`.
-pub(crate) fn enter_and_run<T: Send>(fd: BorrowedFd<'_>, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+pub(crate) fn enter_and_run<T: Send>(
+    fd: BorrowedFd<'_>,
+    f: impl FnOnce() -> T + Send,
+) -> io::Result<T> {
     std::thread::scope(|s| {
         let handle = std::thread::Builder::new()
             .name("netns".into())

@@ -224,7 +224,10 @@ impl fmt::Display for Expr {
                 write!(f, "[ cmp {op} reg {sreg} {} ]", words(data))
             }
             Expr::TransportPayload { dreg, offset, len } => {
-                write!(f, "[ payload load {len}b @ transport header + {offset} => reg {dreg} ]")
+                write!(
+                    f,
+                    "[ payload load {len}b @ transport header + {offset} => reg {dreg} ]"
+                )
             }
             Expr::CtState { dreg } => write!(f, "[ ct load state => reg {dreg} ]"),
             Expr::Bitwise { reg, mask, xor } => write!(
@@ -241,7 +244,11 @@ impl fmt::Display for Expr {
             Expr::Reject {
                 tcp_reset,
                 icmp_code,
-            } => write!(f, "[ reject type {} code {icmp_code} ]", u8::from(*tcp_reset)),
+            } => write!(
+                f,
+                "[ reject type {} code {icmp_code} ]",
+                u8::from(*tcp_reset)
+            ),
             Expr::Dnat { addr, port } => write!(
                 f,
                 "[ nat dnat ip addr_min reg {addr} addr_max reg {addr} \
@@ -275,7 +282,7 @@ impl MsgBuf {
     }
 
     fn pad(&mut self) {
-        while self.buf.len() % 4 != 0 {
+        while self.buf.len() & 3 != 0 {
             self.buf.push(0);
         }
     }
@@ -301,7 +308,8 @@ impl MsgBuf {
     fn nest(&mut self, ty: u16) {
         self.nests.push(self.buf.len());
         self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf.extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
     }
 
     fn end(&mut self) {
@@ -392,7 +400,7 @@ fn encode_expr(m: &mut MsgBuf, e: &Expr) {
             m.put_be32(4, *addr); // NFTA_NAT_REG_ADDR_MAX
             m.put_be32(5, *port); // NFTA_NAT_REG_PROTO_MIN
             m.put_be32(6, *port); // NFTA_NAT_REG_PROTO_MAX
-            // NFTA_NAT_FLAGS: NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED
+                                  // NFTA_NAT_FLAGS: NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED
             m.put_be32(7, 0x3);
         }
     }
@@ -659,7 +667,11 @@ mod tests {
         while b.len() >= 4 {
             let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
             let ty = u16::from_ne_bytes([b[2], b[3]]);
-            assert!(len >= 4 && len <= b.len(), "attribute length {len} in {} bytes", b.len());
+            assert!(
+                len >= 4 && len <= b.len(),
+                "attribute length {len} in {} bytes",
+                b.len()
+            );
             out.push((ty & 0x3fff, ty & NLA_F_NESTED != 0, b[4..len].to_vec()));
             b = &b[((len + 3) & !3).min(b.len())..];
         }

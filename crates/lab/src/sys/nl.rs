@@ -81,9 +81,8 @@ impl Netlink {
             }
             let left = deadline - now;
             let left = TimeVal::new(left.as_secs() as _, left.subsec_micros().max(1000) as _);
-            setsockopt(&self.sock, sockopt::ReceiveTimeout, &left).map_err(|e| {
-                sys("setting the netlink receive timeout", io::Error::from(e))
-            })?;
+            setsockopt(&self.sock, sockopt::ReceiveTimeout, &left)
+                .map_err(|e| sys("setting the netlink receive timeout", io::Error::from(e)))?;
             let buf = match self.sock.recv_from_full() {
                 Ok((buf, _)) => buf,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -108,6 +107,53 @@ impl Netlink {
                 "waiting for the kernel's answer",
                 io::Error::from(io::ErrorKind::TimedOut),
             )),
+        }
+    }
+
+    /// Send one request (without `NLM_F_ACK`) and return the first reply
+    /// message carrying `seq`, or the kernel's error.
+    pub(crate) fn query(&mut self, bytes: &[u8], seq: u32, what: &str) -> Result<Vec<u8>, NlError> {
+        let sys = |source: io::Error| NlError {
+            what: what.to_owned(),
+            source,
+        };
+        self.sock.send(bytes, 0).map_err(sys)?;
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(sys(io::Error::from(io::ErrorKind::TimedOut)));
+            }
+            let tv = TimeVal::new(left.as_secs() as _, left.subsec_micros().max(1000) as _);
+            setsockopt(&self.sock, sockopt::ReceiveTimeout, &tv).map_err(|e| sys(e.into()))?;
+            let (buf, _) = self.sock.recv_from_full().map_err(|e| {
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    sys(io::Error::from(io::ErrorKind::TimedOut))
+                } else {
+                    sys(e)
+                }
+            })?;
+            let mut rest = &buf[..];
+            while rest.len() >= NLMSG_HDRLEN {
+                let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
+                if len < NLMSG_HDRLEN || len > rest.len() {
+                    break;
+                }
+                let ty = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
+                let msg_seq = u32::from_ne_bytes(rest[8..12].try_into().unwrap());
+                if msg_seq == seq {
+                    if ty == NLMSG_ERROR {
+                        if let Some((_, code)) = parse_acks(&rest[..len]).first() {
+                            if *code != 0 {
+                                return Err(sys(io::Error::from_raw_os_error(-code)));
+                            }
+                        }
+                    } else {
+                        return Ok(rest[..len].to_vec());
+                    }
+                }
+                rest = &rest[((len + 3) & !3).min(rest.len())..];
+            }
         }
     }
 }

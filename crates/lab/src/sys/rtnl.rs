@@ -17,8 +17,7 @@ use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
-    RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -40,7 +39,12 @@ impl Rtnl {
             })
     }
 
-    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16, what: String) -> Result<(), NlError> {
+    fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        what: String,
+    ) -> Result<(), NlError> {
         let seq = self.nl.next_seq();
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
@@ -53,7 +57,12 @@ impl Rtnl {
     }
 
     /// Create a veth pair: `name` here, `peer` in the namespace `peer_ns`.
-    pub(crate) fn add_veth(&mut self, name: &str, peer: &str, peer_ns: BorrowedFd<'_>) -> Result<(), NlError> {
+    pub(crate) fn add_veth(
+        &mut self,
+        name: &str,
+        peer: &str,
+        peer_ns: BorrowedFd<'_>,
+    ) -> Result<(), NlError> {
         let mut peer_msg = LinkMessage::default();
         peer_msg.attributes = vec![
             LinkAttribute::IfName(peer.to_owned()),
@@ -87,8 +96,67 @@ impl Rtnl {
         )
     }
 
+    /// Is the link `name` running (`IFF_RUNNING`: up, with carrier, and its
+    /// queueing discipline active)? Until it is, packets sent on it are
+    /// dropped.
+    pub(crate) fn is_running(&mut self, name: &str) -> Result<bool, NlError> {
+        let what = format!("reading the state of {name}");
+        let seq = self.nl.next_seq();
+        let mut msg = LinkMessage::default();
+        msg.attributes = vec![LinkAttribute::IfName(name.to_owned())];
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST;
+        header.sequence_number = seq;
+        let mut packet = NetlinkMessage::new(
+            header,
+            NetlinkPayload::from(RouteNetlinkMessage::GetLink(msg)),
+        );
+        packet.finalize();
+        let mut buf = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        let reply = self.nl.query(&buf, seq, &what)?;
+        let bad = |e: String| NlError {
+            what: what.clone(),
+            source: io::Error::new(io::ErrorKind::InvalidData, e),
+        };
+        let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply)
+            .map_err(|e| bad(e.to_string()))?;
+        match parsed.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                Ok(link.header.flags.contains(LinkFlags::Running))
+            }
+            other => Err(bad(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Wait, bounded, until every link in `names` is running.
+    pub(crate) fn wait_running(
+        &mut self,
+        names: &[&str],
+        bound: std::time::Duration,
+    ) -> Result<(), NlError> {
+        let deadline = std::time::Instant::now() + bound;
+        for name in names {
+            while !self.is_running(name)? {
+                if std::time::Instant::now() > deadline {
+                    return Err(NlError {
+                        what: format!("waiting for {name} to come up"),
+                        source: io::Error::from(io::ErrorKind::TimedOut),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+        Ok(())
+    }
+
     /// Add `addr/prefix` to the link `name`.
-    pub(crate) fn add_address(&mut self, name: &str, addr: Ipv4Addr, prefix: u8) -> Result<(), NlError> {
+    pub(crate) fn add_address(
+        &mut self,
+        name: &str,
+        addr: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<(), NlError> {
         let what = format!("adding {addr}/{prefix} to {name}");
         let index = nix::net::if_::if_nametoindex(name).map_err(|e| NlError {
             what: what.clone(),
@@ -110,7 +178,12 @@ impl Rtnl {
     }
 
     /// Add a route to `dst/prefix` (prefix 0: the default route) via `gateway`.
-    pub(crate) fn add_route(&mut self, dst: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Result<(), NlError> {
+    pub(crate) fn add_route(
+        &mut self,
+        dst: Ipv4Addr,
+        prefix: u8,
+        gateway: Ipv4Addr,
+    ) -> Result<(), NlError> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = AddressFamily::Inet;
         msg.header.destination_prefix_length = prefix;
@@ -119,9 +192,11 @@ impl Rtnl {
         msg.header.scope = RouteScope::Universe;
         msg.header.kind = RouteType::Unicast;
         if prefix > 0 {
-            msg.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+            msg.attributes
+                .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
         }
-        msg.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
         let what = if prefix == 0 {
             format!("adding the default route via {gateway}")
         } else {
@@ -146,7 +221,10 @@ pub(crate) fn enable_forwarding() -> Result<(), NlError> {
     std::fs::write(path, b"1\n").map_err(err)?;
     let now = std::fs::read_to_string(path).map_err(err)?;
     if now.trim() != "1" {
-        return Err(err(io::Error::other(format!("{path} reads {}", now.trim()))));
+        return Err(err(io::Error::other(format!(
+            "{path} reads {}",
+            now.trim()
+        ))));
     }
     Ok(())
 }

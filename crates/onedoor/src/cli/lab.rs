@@ -91,7 +91,6 @@ mod imp {
 mod imp {
     use std::ffi::OsString;
     use std::os::unix::process::CommandExt;
-    use std::path::Path;
 
     use anyhow::Context;
     use onedoor_lab::story::{narrate::Narrator, run_story, StoryError, StoryOptions};
@@ -124,21 +123,22 @@ mod imp {
             .enable_all()
             .build()
             .context("starting the async runtime")?;
-        let (runs, end) = runtime.block_on(async {
-            let mut int = signal(SignalKind::interrupt())?;
-            let mut term = signal(SignalKind::terminate())?;
-            let mut hup = signal(SignalKind::hangup())?;
-            let stop = async move {
-                tokio::select! {
-                    _ = int.recv() => "Ctrl-C".to_owned(),
-                    _ = term.recv() => "SIGTERM".to_owned(),
-                    _ = hup.recv() => "SIGHUP".to_owned(),
-                }
-            };
-            let mut narrator = Narrator::stderr();
-            Ok::<_, std::io::Error>(run_story(&opts, &mut narrator, stop).await)
-        })
-        .context("installing signal handlers")?;
+        let (runs, end) = runtime
+            .block_on(async {
+                let mut int = signal(SignalKind::interrupt())?;
+                let mut term = signal(SignalKind::terminate())?;
+                let mut hup = signal(SignalKind::hangup())?;
+                let stop = async move {
+                    tokio::select! {
+                        _ = int.recv() => "Ctrl-C".to_owned(),
+                        _ = term.recv() => "SIGTERM".to_owned(),
+                        _ = hup.recv() => "SIGHUP".to_owned(),
+                    }
+                };
+                let mut narrator = Narrator::stderr();
+                Ok::<_, std::io::Error>(run_story(&opts, &mut narrator, stop).await)
+            })
+            .context("installing signal handlers")?;
         drop(runtime);
 
         let report = LabReport::new(runs);
@@ -183,7 +183,9 @@ mod imp {
             eprintln!("Left alone: lab instance {instance} is running{who}.");
         }
         for s in &report.strangers {
-            eprintln!("Note: {s} was still inside; its namespace is gone from /run/netns all the same.");
+            eprintln!(
+                "Note: {s} was still inside; its namespace is gone from /run/netns all the same."
+            );
         }
         if json {
             let busy: Vec<u8> = report.busy.iter().map(|(i, _)| i.0).collect();
@@ -212,24 +214,30 @@ mod imp {
             .join(" ");
         let why = "onedoor lab needs root: it builds network namespaces and a firewall";
         if args.via_sudo {
-            return Err(Failure::Usage(anyhow!("{why}, and sudo did not make it root")));
+            return Err(Failure::Usage(anyhow!(
+                "{why}, and sudo did not make it root"
+            )));
         }
         match which("sudo") {
             Some(sudo) => {
                 eprintln!("{why}. Asking sudo: sudo {shown}");
                 argv.push("--via-sudo".into());
-                let err = std::process::Command::new(sudo).arg("--").arg(&exe).args(&argv).exec();
+                let err = std::process::Command::new(sudo)
+                    .arg("--")
+                    .arg(&exe)
+                    .args(&argv)
+                    .exec();
                 Err(Failure::Usage(anyhow!("{why}; running sudo failed: {err}")))
             }
             None => Err(Failure::Usage(anyhow!(
                 "{why}. sudo is not installed here; as root, run:\n  {}",
-                shell_words(&shown, &exe)
+                su_command(&shown)
             ))),
         }
     }
 
     /// The command to type, e.g. `su -c '/path/onedoor lab'`.
-    fn shell_words(shown: &str, _exe: &Path) -> String {
+    fn su_command(shown: &str) -> String {
         format!("su -c '{}'", shown.replace('\'', r"'\''"))
     }
 }
@@ -243,6 +251,9 @@ mod tests {
         assert_eq!("web".parse::<Policies>().unwrap().0, vec![Policy::Web]);
         assert_eq!("all".parse::<Policies>().unwrap().0.len(), 5);
         let e = "open".parse::<Policies>().unwrap_err();
-        assert!(e.contains("unknown policy `open`") && e.ends_with("or all"), "{e}");
+        assert!(
+            e.contains("unknown policy `open`") && e.ends_with("or all"),
+            "{e}"
+        );
     }
 }
