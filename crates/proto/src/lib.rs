@@ -13,14 +13,20 @@
 //! - [`proxy_proto`]: PROXY protocol v1/v2, encode and parse.
 //! - [`spec`]: the strings users type: `HOST:PORT`, route specs.
 //! - [`config`]: the TOML file of `serve`, raw model to validated config.
+//! - [`probe`]: `onedoor probe`'s hello, reply and arrivals report (sealed
+//!   with the server's fingerprint), port lists, and the port-state
+//!   classification.
 //! - [`rate`]: the per-IP connection rate limiter (token buckets, time passed in).
 
 pub mod config;
+pub mod probe;
 pub mod proxy_proto;
 pub mod rate;
 pub mod route;
 pub mod sniff;
 pub mod spec;
+pub mod tunnel;
 
 pub use route::{Decision, NamePattern, Route, Router};
 pub use sniff::{Protocol, Verdict};
+pub use tunnel::{AccessKey, AllowList, Token};

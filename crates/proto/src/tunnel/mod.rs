@@ -1,0 +1,30 @@
+//! The pure parts of the tunnel (`onedoor connect`, `serve --tunnel`):
+//!
+//! - [`token`]: client [`Token`]s (256 random bits), their stored
+//!   [`TokenHash`] (encoding, hashing and comparison rationale there), the
+//!   [`Secret`] wrapper whose `Debug` masks.
+//! - [`access_key`]: the pasteable [`AccessKey`]
+//!   `onedoor://TOKEN@host:port?fp=SHA256:...`, server addresses with the
+//!   default port 443 ([`parse_server`]), and the [`Fingerprint`].
+//! - [`allow`]: per-client [`AllowList`]s and the rule that checks every
+//!   stream, datagram flow and reverse bind, against the name and the
+//!   addresses it resolved to (the rule and its reasons, with examples, are
+//!   in that module's docs).
+//!
+//! The main types are re-exported here.
+//!
+//! Randomness comes in as bytes; nothing here resolves a name, opens a
+//! socket or reads a clock.
+
+pub mod access_key;
+pub mod allow;
+pub mod token;
+
+pub use access_key::{
+    parse_server, AccessKey, AccessKeyError, Fingerprint, FingerprintError, DEFAULT_PORT, SCHEME,
+};
+pub use allow::{
+    classify, AccessKind, AddrClass, AllowError, AllowList, AllowListError, AllowPattern,
+    HostPattern, Ports, Refusal, RefusalReason, Request,
+};
+pub use token::{Secret, Token, TokenError, TokenHash, TokenSalt, TOKEN_LEN, TOKEN_TEXT_LEN};
