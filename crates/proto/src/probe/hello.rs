@@ -697,7 +697,7 @@ fn looks_like(bytes: &[u8]) -> Option<&'static str> {
 pub const DEFAULT_MAX_SKEW_SECS: u64 = 600;
 
 /// The default number of nonces a [`ReplayGuard`] remembers: two full
-/// 65,535-port runs with a retry each, within one skew window (about 15 MB).
+/// 65,535-port runs with a retry each, within one skew window (under 20 MB).
 pub const DEFAULT_REPLAY_CAPACITY: usize = 1 << 18;
 
 /// Serve's memory of recent hellos, so a hello seen on the network can't be
