@@ -22,6 +22,9 @@ fn main() -> ExitCode {
             let sub = matches.subcommand_matches("serve").expect("serve matches");
             cli::serve::run(*a, sub)
         }
+        cli::Command::Probe(a) => cli::probe::run(*a),
+        cli::Command::Init(a) => cli::init::run(a),
+        cli::Command::Client(a) => cli::client::run(a),
         cli::Command::Lab(a) => cli::lab::run(a),
     };
     exit::report(outcome)

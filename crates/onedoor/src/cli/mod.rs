@@ -1,7 +1,10 @@
 //! The command line: one file per subcommand, each with its clap `Args` and
 //! its `run`.
 
+pub(crate) mod client;
+pub(crate) mod init;
 pub(crate) mod lab;
+pub(crate) mod probe;
 pub(crate) mod serve;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +27,13 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// One port, many services: route each connection by its first bytes.
     Serve(Box<serve::ServeArgs>),
+    /// Map which outgoing doors (ports) this network lets through, verified
+    /// against your own onedoor server.
+    Probe(Box<probe::ProbeArgs>),
+    /// Create the server identity and a first client.
+    Init(init::InitArgs),
+    /// Manage the clients allowed through the tunnel.
+    Client(client::ClientArgs),
     /// The whole story on this machine: namespaces, a firewall, one door.
     Lab(lab::LabArgs),
 }
