@@ -29,10 +29,10 @@ use crate::plan::addr::{
 use crate::plan::ruleset::{Ruleset, TABLE};
 use crate::policy::Policy;
 use crate::sys::instance::{self, InstanceLock};
-use crate::sys::netns::{self, Netns};
 use crate::sys::nft;
-use crate::sys::nl::NlError;
-use crate::sys::rtnl::{self, Rtnl};
+use onedoor_sys::netns::{self, Netns};
+use onedoor_sys::nl::NlError;
+use onedoor_sys::rtnl::{self, Rtnl};
 
 /// How long the veth links may take to be usable after they are up.
 const LINK_UP_TIMEOUT: Duration = Duration::from_secs(3);

@@ -13,7 +13,9 @@
 //!   ([`AddressPlan`]) and the router's ruleset for a policy ([`Ruleset`]).
 //! - [`outcome`]: what the story saw — steps, observations, verdicts.
 //! - [`report`]: JSON and the self-contained HTML page.
-//! - `sys` (Linux): namespaces, instance locks, rtnetlink, nf_tables.
+//! - `sys` (Linux): instance locks, and the ruleset compiled into nf_tables
+//!   expressions; namespaces, rtnetlink and nf_tables themselves come from
+//!   `onedoor-sys`.
 //! - [`Lab`] (Linux): build, enter, tear down — also the test helper for
 //!   every firewall-facing test ([`Lab::build`], [`Lab::run_in`],
 //!   [`Lab::command`], [`Lab::teardown`]).
@@ -70,15 +72,15 @@ pub use report::{render_html, LabReport};
 #[cfg(target_os = "linux")]
 pub use lab::{preflight, Lab, LabConfig};
 #[cfg(target_os = "linux")]
-pub use sys::instance::{clean_leftovers, CleanReport, InstanceLock, LockError};
+pub use onedoor_sys::netns::{netns_path, Netns, NETNS_RUN_DIR};
 #[cfg(target_os = "linux")]
-pub use sys::netns::{netns_path, Netns, NETNS_RUN_DIR, STATE_DIR};
+pub use sys::instance::{clean_leftovers, CleanReport, InstanceLock, LockError, STATE_DIR};
 
 /// Names of this machine's network namespaces that belong to onedoor labs
 /// (live or left behind), as listed under `/run/netns`.
 #[cfg(target_os = "linux")]
 pub fn lab_namespaces() -> Vec<String> {
-    sys::netns::list()
+    onedoor_sys::netns::list()
         .unwrap_or_default()
         .into_iter()
         .filter(|n| Instance::parse_netns_name(n).is_some())

@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::probe::ReflectSpec;
 use crate::proxy_proto::ProxyVersion;
 use crate::rate::Rate;
 use crate::route::Route;
@@ -376,12 +377,11 @@ impl ServeLayer {
             ("fallback", self.fallback.as_ref().map(|t| &t.origin)),
             ("cert", self.cert.as_ref().map(|t| &t.origin)),
             ("key", self.key.as_ref().map(|t| &t.origin)),
-            ("reflect", self.reflect.as_ref().map(|t| &t.origin)),
         ] {
             if let Some(origin) = origin {
                 return Err(err(
                     origin,
-                    format!("`{key}` is not available in this version of onedoor yet (it arrives with the tunnel and the probe)"),
+                    format!("`{key}` is not available in this version of onedoor yet (it arrives with the tunnel)"),
                 ));
             }
         }
@@ -421,7 +421,7 @@ impl ServeLayer {
             }
         }
         routes.extend(catch_all);
-        if routes.is_empty() {
+        if routes.is_empty() && self.reflect.is_none() {
             return Err(err(
                 &Origin::Flag("--route"),
                 "no route: give at least one of --ssh, --tls, --http, --openvpn, --socks5, --anyprot or --route (or the same keys in the config file)".into(),
@@ -506,6 +506,15 @@ impl ServeLayer {
             })?),
         };
 
+        let reflect = match &self.reflect {
+            None => None,
+            Some(a) => Some(
+                a.value
+                    .parse::<ReflectSpec>()
+                    .map_err(|e| err(&a.origin, format!("`reflect`: {e}")))?,
+            ),
+        };
+
         let user = match &self.user {
             Some(a) if a.value.is_empty() => {
                 return Err(err(&a.origin, "`user`: empty user name".into()))
@@ -528,6 +537,7 @@ impl ServeLayer {
             metrics,
             state_dir: self.state_dir.map(|a| PathBuf::from(a.value)),
             drain_timeout,
+            reflect,
         })
     }
 }
@@ -604,6 +614,8 @@ pub struct ServeConfig {
     pub state_dir: Option<PathBuf>,
     /// How long `SIGTERM` waits for live connections.
     pub drain_timeout: Duration,
+    /// Answer probe hellos on these doors (`--reflect`).
+    pub reflect: Option<ReflectSpec>,
 }
 
 /// What changes in the set of listeners when the config is reloaded: a pure

@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use crate::probe::hello::{Hello, HelloParse, ProbeKey};
 use crate::proxy_proto::ProxyVersion;
 use crate::sniff::{http, tls, Protocol, Verdict};
 use crate::spec::HostPort;
@@ -94,6 +95,12 @@ impl Route {
         }
     }
 
+    /// A route that takes whatever it is given (`anyprot`, or any route
+    /// with a `regex=`): it must not pre-empt onedoor's own traffic.
+    pub fn is_catch_all(&self) -> bool {
+        self.protocol == Protocol::Anyprot || self.regex.is_some()
+    }
+
     /// The route's name for logs and metrics: `tls,sni=a.example`.
     pub fn label(&self) -> String {
         let mut s = self.protocol.name().to_owned();
@@ -173,13 +180,24 @@ impl Route {
     }
 }
 
+/// onedoor's own traffic, recognised before any user route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Own {
+    /// A probe hello sealed with this server's key.
+    Probe(Hello),
+    /// A probe hello sealed with this server's key, in a newer version.
+    ProbeUnsupported,
+    /// A TLS ClientHello for one of serve's own names (the tunnel).
+    Tls,
+}
+
 /// What the door does with a connection, given its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Read more bytes first.
     NeedMore,
     /// onedoor's own traffic (tunnel, probe hello): handled by serve itself.
-    Onedoor,
+    Onedoor(Own),
     /// Route number `n` (an index into [`Router::routes`]) takes it.
     Route(usize),
     /// Nothing takes it: close and count.
@@ -187,13 +205,15 @@ pub enum Decision {
 }
 
 /// How serve recognises its own traffic before user routes. Empty (the
-/// default) until the tunnel is enabled.
+/// default) unless the reflector or the tunnel is on.
 #[derive(Debug, Clone, Default)]
 pub struct OwnTraffic {
     /// TLS names serve terminates itself (the SNI of its certificate).
     pub names: Vec<NamePattern>,
     /// Also terminate TLS without SNI (when no user TLS route claims it).
     pub no_sni: bool,
+    /// Answer probe hellos sealed with this key (`--reflect`).
+    pub probe: Option<ProbeKey>,
 }
 
 /// Routes in order, first match wins.
@@ -217,21 +237,41 @@ impl Router {
     /// Decide on the bytes received so far. `more` is false when no more
     /// bytes will be waited for (peer closed its side, the sniff buffer is
     /// full, or the timeout hit with some bytes received).
+    ///
+    /// onedoor's own traffic comes first. While it cannot tell yet (a probe
+    /// hello is 52 bytes), a built-in protocol's definite match still wins —
+    /// a sealed hello never looks like one (`ProbeKey::seal` makes sure), so
+    /// a 3-byte SOCKS5 greeting is not held up — but a catch-all (`anyprot`,
+    /// `regex`) waits.
     pub fn decide(&self, buf: &[u8], more: bool) -> Decision {
         let more = more && buf.len() < MAX_SNIFF;
-        match self.own_verdict(buf) {
-            Verdict::Match => return Decision::Onedoor,
-            Verdict::NeedMore if more => return Decision::NeedMore,
-            _ => {}
-        }
+        let own_waiting = match self.own_verdict(buf) {
+            OwnVerdict::Match(own) => return Decision::Onedoor(own),
+            OwnVerdict::NeedMore => more,
+            OwnVerdict::NoMatch => false,
+        };
+        self.decide_routes(buf, more, own_waiting)
+    }
+
+    /// The user routes alone, in order. `hold_catch_all`: a catch-all match
+    /// waits (onedoor's own traffic may still be arriving).
+    pub fn decide_routes(&self, buf: &[u8], more: bool, hold_catch_all: bool) -> Decision {
+        let more = more && buf.len() < MAX_SNIFF;
         for (i, route) in self.routes.iter().enumerate() {
             match route.verdict(buf, more) {
+                Verdict::Match if hold_catch_all && route.is_catch_all() => {
+                    return Decision::NeedMore
+                }
                 Verdict::Match => return Decision::Route(i),
                 Verdict::NeedMore => return Decision::NeedMore,
                 Verdict::NoMatch => {}
             }
         }
-        Decision::NoMatch
+        if hold_catch_all {
+            Decision::NeedMore
+        } else {
+            Decision::NoMatch
+        }
     }
 
     /// The first route for `protocol` (for `--on-timeout PROTO`).
@@ -239,20 +279,41 @@ impl Router {
         self.routes.iter().position(|r| r.protocol == protocol)
     }
 
-    fn own_verdict(&self, buf: &[u8]) -> Verdict {
-        if self.own.names.is_empty() && !self.own.no_sni {
-            return Verdict::NoMatch;
+    fn own_verdict(&self, buf: &[u8]) -> OwnVerdict {
+        let mut waiting = false;
+        if let Some(key) = &self.own.probe {
+            match key.parse(buf) {
+                HelloParse::Hello(hello) => return OwnVerdict::Match(Own::Probe(hello)),
+                HelloParse::Unsupported { .. } => return OwnVerdict::Match(Own::ProbeUnsupported),
+                HelloParse::NeedMore => waiting = true,
+                HelloParse::NotHello => {}
+            }
         }
-        match tls::parse_client_hello(buf) {
-            tls::HelloParse::NeedMore => Verdict::NeedMore,
-            tls::HelloParse::NotTls => Verdict::NoMatch,
-            tls::HelloParse::Hello(info) => match &info.sni {
-                Some(name) if self.own.names.iter().any(|p| p.matches(name)) => Verdict::Match,
-                None if self.own.no_sni => Verdict::Match,
-                _ => Verdict::NoMatch,
-            },
+        if !self.own.names.is_empty() || self.own.no_sni {
+            match tls::parse_client_hello(buf) {
+                tls::HelloParse::NeedMore => waiting = true,
+                tls::HelloParse::NotTls => {}
+                tls::HelloParse::Hello(info) => match &info.sni {
+                    Some(name) if self.own.names.iter().any(|p| p.matches(name)) => {
+                        return OwnVerdict::Match(Own::Tls)
+                    }
+                    None if self.own.no_sni => return OwnVerdict::Match(Own::Tls),
+                    _ => {}
+                },
+            }
+        }
+        if waiting {
+            OwnVerdict::NeedMore
+        } else {
+            OwnVerdict::NoMatch
         }
     }
+}
+
+enum OwnVerdict {
+    NeedMore,
+    Match(Own),
+    NoMatch,
 }
 
 #[cfg(test)]
@@ -276,5 +337,61 @@ mod tests {
         let r = Router::new(vec![Route::new(Protocol::Anyprot, t)]);
         assert_eq!(r.decide(b"", true), Decision::NeedMore);
         assert_eq!(r.decide(b"x", true), Decision::Route(0));
+    }
+
+    fn probe_router() -> (Router, ProbeKey) {
+        let key = ProbeKey::new([7; 32]);
+        let t = HostPort::new("127.0.0.1", 1);
+        let mut r = Router::new(vec![
+            Route::new(Protocol::Socks5, t.clone()),
+            Route::new(Protocol::Anyprot, t),
+        ]);
+        r.own.probe = Some(key.clone());
+        (r, key)
+    }
+
+    fn sealed(key: &ProbeKey) -> Vec<u8> {
+        use crate::probe::hello::HelloKind;
+        (0u8..=255)
+            .find_map(|n| {
+                key.seal(&Hello {
+                    kind: HelloKind::Tcp,
+                    port: 443,
+                    nonce: [n; 16],
+                    unix_secs: 1,
+                    run: [1; 8],
+                })
+                .ok()
+            })
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn probe_hello_comes_before_routes() {
+        let (r, key) = probe_router();
+        let hello = sealed(&key);
+        for k in 1..hello.len() {
+            assert_eq!(
+                r.decide(&hello[..k], true),
+                Decision::NeedMore,
+                "prefix {k}"
+            );
+        }
+        assert!(matches!(
+            r.decide(&hello, true),
+            Decision::Onedoor(Own::Probe(_))
+        ));
+    }
+
+    #[test]
+    fn builtin_match_is_not_held_by_probe_wait_but_catch_all_is() {
+        let (r, _) = probe_router();
+        // A SOCKS5 greeting is 3 bytes: it must not wait for 52.
+        assert_eq!(r.decide(&[5, 1, 0], true), Decision::Route(0));
+        // Garbage waits for the hello length, then goes to the catch-all.
+        assert_eq!(r.decide(b"garbage", true), Decision::NeedMore);
+        assert_eq!(r.decide(&[b'x'; 60], true), Decision::Route(1));
+        assert_eq!(r.decide(b"garbage", false), Decision::Route(1));
     }
 }

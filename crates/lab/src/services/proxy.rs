@@ -10,8 +10,8 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::plan::addr::AddressPlan;
-use crate::sys::netns::Netns;
 use crate::wire::read_head;
+use onedoor_sys::netns::Netns;
 
 /// The only door the proxy opens.
 pub(crate) const ALLOWED_PORT: u16 = 443;

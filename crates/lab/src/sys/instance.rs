@@ -12,12 +12,35 @@ use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
+use onedoor_sys::netns::{self, Netns};
+
 use crate::plan::addr::{Instance, Role};
-use crate::sys::netns::{self, state_dir, Netns};
+
+/// Where the lab keeps its lock files.
+pub const STATE_DIR: &str = "/run/onedoor-lab";
+
+/// Make sure [`STATE_DIR`] exists (mode 0700).
+fn state_dir() -> io::Result<&'static Path> {
+    let dir = Path::new(STATE_DIR);
+    match fs::create_dir(dir) {
+        Ok(()) => {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("creating {STATE_DIR}: {e}"),
+            ))
+        }
+    }
+    Ok(dir)
+}
 
 /// An instance we own for as long as this value lives.
 #[derive(Debug)]
@@ -133,7 +156,7 @@ impl InstanceLock {
             drop(f);
             // Leave no empty state directory behind (while another lab uses
             // it, this fails, as it should).
-            let _ = fs::remove_dir(netns::STATE_DIR);
+            let _ = fs::remove_dir(STATE_DIR);
         }
     }
 }
@@ -238,7 +261,7 @@ pub fn clean_leftovers() -> Result<CleanReport, LockError> {
             instances.insert(i);
         }
     }
-    if let Ok(rd) = fs::read_dir(netns::STATE_DIR) {
+    if let Ok(rd) = fs::read_dir(STATE_DIR) {
         for e in rd.filter_map(|e| e.ok()) {
             let name = e.file_name().to_string_lossy().into_owned();
             if let Some(n) = name

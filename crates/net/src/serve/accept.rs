@@ -65,10 +65,9 @@ pub(crate) async fn run(shared: Arc<Shared>, listener: TcpListener, stop: Cancel
             continue;
         }
         let span = tracing::debug_span!("conn", %peer, route = tracing::field::Empty);
-        let local = stream.local_addr().ok().or(local);
         shared
             .tracker
-            .spawn(conn::handle(shared.clone(), stream, peer, local, permit).instrument(span));
+            .spawn(conn::handle(shared.clone(), stream, peer, permit).instrument(span));
     }
     tracing::debug!(addr = ?local, "listener stopped");
 }

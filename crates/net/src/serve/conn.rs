@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use onedoor_proto::proxy_proto::{self, Parsed};
+use onedoor_proto::route::Own;
 use onedoor_proto::route::MAX_SNIFF;
 use onedoor_proto::spec::HostPort;
 use onedoor_proto::Decision;
@@ -29,7 +30,7 @@ enum Sniffed {
     /// Forward to route `n`.
     Route(usize),
     /// onedoor's own traffic.
-    Onedoor,
+    Onedoor(Own),
     /// Close, counting this.
     Close(ErrorKind),
 }
@@ -38,11 +39,10 @@ pub(crate) async fn handle(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
-    local: Option<SocketAddr>,
     _permit: OwnedSemaphorePermit,
 ) {
     let live = shared.live.load_full();
-    tune(&stream);
+    // TCP_NODELAY and keepalive came with the listener (inherited).
     metrics::gauge_open(shared.tracker.len());
     let started = Instant::now();
 
@@ -60,10 +60,22 @@ pub(crate) async fn handle(
     drop(slot);
     metrics::sniff_time(started.elapsed());
 
+    let sniffed = match sniffed {
+        Sniffed::Onedoor(Own::Probe(hello)) => match &shared.reflector {
+            Some(reflector) if reflector.admit(&hello) => {
+                let port_seen = crate::sys::original_dst::port_seen(&stream);
+                reflector.answer_tcp(stream, hello, port_seen).await;
+                return;
+            }
+            // A replayed or stale hello: whatever any other bytes would get.
+            _ => conclude(live.router.decide_routes(&buf, false, false)),
+        },
+        other => other,
+    };
     let route = match sniffed {
         Sniffed::Route(n) => n,
-        Sniffed::Onedoor => {
-            tracing::debug!("onedoor traffic, but this server has no tunnel: closed");
+        Sniffed::Onedoor(own) => {
+            tracing::debug!(?own, "onedoor traffic this server does not serve: closed");
             metrics::error(ErrorKind::NoTunnel);
             return;
         }
@@ -88,7 +100,7 @@ pub(crate) async fn handle(
     tune(&backend);
     let sniffed_bytes = buf.len() as u64;
     if let Some(version) = route.proxy_protocol {
-        let dst = local.unwrap_or(peer);
+        let dst = stream.local_addr().unwrap_or(peer);
         let mut head = proxy_proto::encode(version, client, dst);
         head.extend_from_slice(&buf);
         buf = head;
@@ -191,7 +203,7 @@ async fn sniff(
 fn conclude(decision: Decision) -> Sniffed {
     match decision {
         Decision::Route(n) => Sniffed::Route(n),
-        Decision::Onedoor => Sniffed::Onedoor,
+        Decision::Onedoor(own) => Sniffed::Onedoor(own),
         Decision::NoMatch | Decision::NeedMore => Sniffed::Close(ErrorKind::NoMatch),
     }
 }
@@ -204,6 +216,13 @@ async fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usi
     if room == 0 {
         return Ok(0);
     }
+    if buf.is_empty() {
+        // Clients that speak first usually have by now: one read before
+        // waiting on readiness saves a trip through the reactor.
+        if let Some(n) = read_now(stream, buf)? {
+            return Ok(n);
+        }
+    }
     loop {
         stream.readable().await?;
         if buf.capacity() == buf.len() {
@@ -215,6 +234,32 @@ async fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usi
             Err(e) => return Err(e),
         }
     }
+}
+
+/// A non-blocking read straight from the socket, into a stack buffer so
+/// that a silent client still costs no heap. `None`: nothing there yet.
+fn read_now(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
+    use std::os::fd::AsRawFd;
+    let mut first = [0u8; 2048];
+    // SAFETY: recv writes at most `first.len()` bytes into `first`.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            first.as_mut_ptr().cast(),
+            first.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(None),
+            _ => Err(e),
+        };
+    }
+    let n = n as usize;
+    buf.extend_from_slice(&first[..n]);
+    Ok(Some(n))
 }
 
 /// Connect to a backend, resolving its name now (so it may move).

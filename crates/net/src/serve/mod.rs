@@ -9,6 +9,7 @@
 mod accept;
 mod conn;
 pub mod pending;
+pub mod reflect;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -37,9 +38,12 @@ pub struct Live {
 }
 
 impl Live {
-    /// Prepare a config for use.
-    pub fn new(config: ServeConfig) -> Self {
-        let router = Router::new(config.routes.clone());
+    /// Prepare a config for use; `probe` is the reflector's key, if any.
+    pub fn new(config: ServeConfig, probe: Option<&onedoor_proto::probe::ProbeKey>) -> Self {
+        let mut router = Router::new(config.routes.clone());
+        if config.reflect.is_some() {
+            router.own.probe = probe.cloned();
+        }
         let labels = config.routes.iter().map(|r| r.label()).collect();
         Live {
             config,
@@ -60,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
     /// Cancelled when draining starts: listeners stop, sniffing stops.
     pub(crate) stopping: CancellationToken,
+    /// The probe reflector, with `--reflect`.
+    pub(crate) reflector: Option<Arc<reflect::Reflector>>,
 }
 
 /// A running one-door server.
@@ -70,9 +76,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server with `config` and no listener yet.
-    pub fn new(config: ServeConfig) -> Self {
-        let live = Live::new(config);
+    /// A server with `config` and no listener yet. `reflector` answers
+    /// probe hellos when the config has `reflect`.
+    pub fn new(config: ServeConfig, reflector: Option<Arc<reflect::Reflector>>) -> Self {
+        let live = Live::new(config, reflector.as_ref().map(|r| r.key()));
         let c = &live.config;
         let shared = Shared {
             connections: Arc::new(Semaphore::new(c.max_connections)),
@@ -81,6 +88,7 @@ impl Server {
             rate: Mutex::new(c.rate.map(RateLimiter::new)),
             tracker: TaskTracker::new(),
             stopping: CancellationToken::new(),
+            reflector,
             live: ArcSwap::from_pointee(live),
         };
         Server {
@@ -93,6 +101,7 @@ impl Server {
     /// `listen` entry it came from, or `systemd:N`); a name that resolved to
     /// several addresses has several listeners under one key.
     pub fn add_listener(&self, key: String, listener: StdListener) -> std::io::Result<SocketAddr> {
+        crate::sys::listen::tune_listener(&listener);
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
         let stop = self
@@ -123,7 +132,7 @@ impl Server {
     /// accepted under; listeners are changed by the caller (see
     /// `onedoor_proto::config::listener_changes`).
     pub fn reload(&self, config: ServeConfig) {
-        let new = Live::new(config);
+        let new = Live::new(config, self.shared.reflector.as_ref().map(|r| r.key()));
         let c = &new.config;
         self.shared.pending.set_max(c.max_pending);
         *self.shared.rate.lock().expect("rate lock") = c.rate.map(RateLimiter::new);
@@ -145,6 +154,16 @@ impl Server {
             *max = c.max_connections;
         }
         self.shared.live.store(Arc::new(new));
+    }
+
+    /// Answer UDP probe hellos on `socket` until the server drains.
+    pub fn add_udp_reflector(&self, socket: tokio::net::UdpSocket) {
+        if let Some(r) = &self.shared.reflector {
+            tokio::spawn(
+                r.clone()
+                    .run_udp(socket, self.shared.stopping.child_token()),
+            );
+        }
     }
 
     /// Connections open now.

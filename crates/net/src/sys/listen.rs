@@ -22,11 +22,19 @@ pub fn bind(addr: SocketAddr) -> io::Result<StdListener> {
     Ok(socket.into())
 }
 
-/// Options for every forwarded leg: no Nagle delay (sslh 1.20 sets none and
-/// ssh through it stalls ~40 ms on almost half its connections), keepalive so
-/// dead peers are eventually noticed.
+/// Options for a leg that did not inherit them from our listener: no Nagle
+/// delay (sslh 1.20 sets none, and ssh through it stalls ~40 ms on almost
+/// half its connections), keepalive so dead peers are eventually noticed.
 pub fn tune(stream: &TcpStream) {
     let _ = stream.set_nodelay(true);
     let sock = socket2::SockRef::from(stream);
+    let _ = sock.set_keepalive(true);
+}
+
+/// Prepare a listener that did not come from [`bind`] (systemd socket
+/// activation) so accepted sockets inherit the same options.
+pub fn tune_listener(listener: &StdListener) {
+    let sock = socket2::SockRef::from(listener);
+    let _ = sock.set_tcp_nodelay(true);
     let _ = sock.set_keepalive(true);
 }

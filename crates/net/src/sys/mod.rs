@@ -2,6 +2,7 @@
 
 pub mod limits;
 pub mod listen;
+pub mod original_dst;
 pub mod privileges;
 #[cfg(target_os = "linux")]
 pub mod splice;

@@ -26,11 +26,12 @@ const CHUNK: usize = PIPE_SIZE;
 /// Idle pipes kept for reuse; more are closed when returned.
 const POOL_MAX: usize = 256;
 
-/// An empty pipe: read end, write end.
+/// An empty pipe: read end, write end, capacity in bytes.
 #[derive(Debug)]
 struct Pipe {
     r: OwnedFd,
     w: OwnedFd,
+    cap: usize,
 }
 
 static POOL: Mutex<Vec<Pipe>> = Mutex::new(Vec::new());
@@ -43,8 +44,19 @@ impl Pipe {
         let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
         // A bigger pipe moves more per system call; refused (EPERM past
         // /proc/sys/fs/pipe-max-size for non-root) is fine, 64 KiB stays.
-        let _ = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32));
-        Ok(Pipe { r, w })
+        let cap = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32))
+            .or_else(|_| nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_GETPIPE_SZ))
+            .map(|n| n as usize)
+            .unwrap_or(64 * 1024);
+        Ok(Pipe { r, w, cap })
+    }
+
+    /// Is the pipe empty (so it may go back to the pool)?
+    fn is_empty(&self) -> bool {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the valid pointer.
+        let r = unsafe { libc::ioctl(self.r.as_raw_fd(), libc::FIONREAD, &mut n) };
+        r == 0 && n == 0
     }
 
     /// Give back an empty pipe.
@@ -75,8 +87,9 @@ async fn one_way(src: &TcpStream, dst: &TcpStream, count: impl Fn(u64)) -> io::R
         let moved = match Pipe::take() {
             Ok(pipe) => {
                 let r = chunk_spliced(src, dst, &pipe).await;
-                // Only an empty pipe goes back; after an error it may hold bytes.
-                if r.is_ok() {
+                // Only an empty pipe goes back; after a write error it may
+                // still hold bytes.
+                if r.is_ok() || pipe.is_empty() {
                     pipe.put();
                 }
                 r?
@@ -103,25 +116,43 @@ async fn one_way(src: &TcpStream, dst: &TcpStream, count: impl Fn(u64)) -> io::R
 /// after all (readiness was stale); `Some(0)`: end of stream.
 async fn chunk_spliced(src: &TcpStream, dst: &TcpStream, pipe: &Pipe) -> io::Result<Option<usize>> {
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    let want = CHUNK.min(pipe.cap);
     let n = match src.try_io(Interest::READABLE, || {
-        splice(src.as_fd(), None, pipe.w.as_fd(), None, CHUNK, flags).map_err(io::Error::from)
+        splice(src.as_fd(), None, pipe.w.as_fd(), None, want, flags).map_err(io::Error::from)
     }) {
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
         Err(e) => return Err(e),
     };
+    if n > 0 && n < want {
+        // A short read drained the socket: forget its readiness now rather
+        // than pay a splice that says EAGAIN (tokio does the same for short
+        // reads; a later arrival raises a new edge).
+        clear_readiness(src, Interest::READABLE);
+    }
     let mut left = n;
     while left > 0 {
         dst.writable().await?;
         match dst.try_io(Interest::WRITABLE, || {
             splice(pipe.r.as_fd(), None, dst.as_fd(), None, left, flags).map_err(io::Error::from)
         }) {
-            Ok(m) => left -= m,
+            Ok(m) => {
+                if m < left {
+                    // The send buffer is full.
+                    clear_readiness(dst, Interest::WRITABLE);
+                }
+                left -= m;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
         }
     }
     Ok(Some(n))
+}
+
+/// Mark `stream` not ready for `interest` without a system call.
+fn clear_readiness(stream: &TcpStream, interest: Interest) {
+    let _ = stream.try_io(interest, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
 }
 
 /// Move one chunk through a buffer (no pipe could be had).

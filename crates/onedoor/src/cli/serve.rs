@@ -9,11 +9,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
 use clap::ArgMatches;
+use std::sync::Arc;
+
+use onedoor_net::serve::reflect::Reflector;
 use onedoor_net::serve::Server;
 use onedoor_net::sys;
 use onedoor_proto::config::{
     listener_changes, At, ConfigError, RouteSource, ServeConfig, ServeLayer,
 };
+use onedoor_proto::probe::ReflectSpec;
 use onedoor_proto::spec::HostPort;
 use onedoor_proto::Protocol;
 use tokio::signal::unix::{signal, SignalKind};
@@ -109,8 +113,10 @@ pub(crate) struct ServeArgs {
     /// TLS key for the tunnel (arrives with the tunnel).
     #[arg(long, value_name = "FILE", hide = true)]
     key: Option<String>,
-    /// Probe reflector ports (arrives with `onedoor probe`).
-    #[arg(long, value_name = "SPEC", hide = true)]
+    /// Answer `onedoor probe` on these doors, e.g. 'tcp:1-1024,udp:53,123,443'
+    /// (needs the identity from `onedoor init`). Only hellos sealed with
+    /// this server's key get an answer; anything else is routed as usual.
+    #[arg(long, value_name = "SPEC")]
     reflect: Option<String>,
 }
 
@@ -210,7 +216,13 @@ async fn serve(args: ServeArgs, flags: ServeLayer, config: ServeConfig) -> Outco
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let server = Server::new(config.clone());
+    let reflector = match &config.reflect {
+        Some(_) => Some(Arc::new(Reflector::new(
+            load_identity(config.state_dir.as_deref()).map_err(Failure::Usage)?,
+        ))),
+        None => None,
+    };
+    let server = Server::new(config.clone(), reflector);
 
     // systemd socket activation takes the place of `listen`.
     let mut fds = listenfd::ListenFd::from_env();
@@ -236,6 +248,9 @@ async fn serve(args: ServeArgs, flags: ServeLayer, config: ServeConfig) -> Outco
         for addr in &config.listen {
             bind(&server, addr)?;
         }
+    }
+    if let Some(spec) = &config.reflect {
+        bind_reflector(&server, spec, &config.listen).map_err(Failure::Runtime)?;
     }
     if let Some(addr) = config.metrics {
         onedoor_net::metrics::install(addr)
@@ -264,6 +279,68 @@ async fn serve(args: ServeArgs, flags: ServeLayer, config: ServeConfig) -> Outco
             "drain bound reached; closing the connections still open"
         );
     }
+    Ok(())
+}
+
+/// The server identity's signing key, from the state dir.
+fn load_identity(state_dir: Option<&Path>) -> anyhow::Result<onedoor_proto::probe::SigningKey> {
+    let _ = state_dir;
+    Err(anyhow!(
+        "--reflect needs the server identity: run `onedoor init` first"
+    ))
+}
+
+/// Most ports bound one by one for `--reflect`; larger sets need the
+/// nftables redirect to one listener.
+const REFLECT_BIND_MAX: usize = 4096;
+
+/// Listen for probe hellos on the `--reflect` ports, on the addresses of the
+/// door. Ports already in use are skipped (and said so).
+fn bind_reflector(server: &Server, spec: &ReflectSpec, listen: &[HostPort]) -> anyhow::Result<()> {
+    if spec.tcp.len() > REFLECT_BIND_MAX {
+        return Err(anyhow!(
+            "--reflect: {} TCP ports is more than can be bound one by one ({REFLECT_BIND_MAX})",
+            spec.tcp.len()
+        ));
+    }
+    let mut ips: Vec<std::net::IpAddr> = Vec::new();
+    for addr in listen {
+        for sa in (addr.host.as_str(), addr.port)
+            .to_socket_addrs()
+            .with_context(|| format!("listen {addr}: cannot resolve"))?
+        {
+            if !ips.contains(&sa.ip()) {
+                ips.push(sa.ip());
+            }
+        }
+    }
+    let door_ports: Vec<u16> = listen.iter().map(|a| a.port).collect();
+    let mut skipped = Vec::new();
+    for port in spec.tcp.iter().filter(|p| !door_ports.contains(p)) {
+        for ip in &ips {
+            match sys::listen::bind(std::net::SocketAddr::new(*ip, port)) {
+                Ok(l) => {
+                    server.add_listener(format!("reflect:{port}"), l)?;
+                }
+                Err(e) => skipped.push(format!("tcp {ip}:{port} ({e})")),
+            }
+        }
+    }
+    for port in spec.udp.iter() {
+        for ip in &ips {
+            match std::net::UdpSocket::bind((*ip, port)).and_then(|s| {
+                s.set_nonblocking(true)?;
+                tokio::net::UdpSocket::from_std(s)
+            }) {
+                Ok(sock) => server.add_udp_reflector(sock),
+                Err(e) => skipped.push(format!("udp {ip}:{port} ({e})")),
+            }
+        }
+    }
+    if !skipped.is_empty() {
+        tracing::warn!(count = skipped.len(), first = %skipped[0], "--reflect: skipped ports already in use or not allowed");
+    }
+    tracing::info!(tcp = %spec.tcp, udp = %spec.udp, "answering probe hellos");
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 //! - [`classify`]: attempts on one port → [`Next`] step or [`PortState`].
 //! - [`ports`]: `1-65535`, `top100`, `22,80,443` → [`PortSet`], and back to
 //!   compact ranges for the table.
+//! - [`reflect`]: serve's `--reflect` spec and its log of UDP arrivals.
 //!
 //! Nothing here reads a clock, draws random bytes or touches a socket: the
 //! nonce, the run id and the time are arguments.
@@ -122,6 +123,7 @@
 pub mod classify;
 pub mod hello;
 pub mod ports;
+pub mod reflect;
 
 pub use classify::{
     classify_tcp, classify_udp, ArrivalStatus, Exchange, Interception, Next, PortState, Refusal,
@@ -134,3 +136,4 @@ pub use hello::{
     HELLO_LEN, NONCE_LEN, REPLY_LEN, RUN_ID_LEN,
 };
 pub use ports::{PortSet, PortsError, PortsProblem, TOP100};
+pub use reflect::{ArrivalsLog, ReflectSpec, ReflectSpecError};

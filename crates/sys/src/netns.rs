@@ -14,7 +14,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -25,8 +25,6 @@ use nix::sched::{setns, unshare, CloneFlags};
 
 /// Where named network namespaces live (as for `ip netns`).
 pub const NETNS_RUN_DIR: &str = "/run/netns";
-/// Where the lab keeps its lock files.
-pub const STATE_DIR: &str = "/run/onedoor-lab";
 
 /// Serialises the setup of [`NETNS_RUN_DIR`] inside this process; a lock
 /// on the directory does it between processes (parallel `ip netns add`
@@ -52,20 +50,6 @@ fn nix_io(e: nix::Error) -> io::Error {
 /// The path of namespace `name`.
 pub fn netns_path(name: &str) -> PathBuf {
     Path::new(NETNS_RUN_DIR).join(name)
-}
-
-/// Make sure [`STATE_DIR`] exists (mode 0700).
-pub(crate) fn state_dir() -> io::Result<&'static Path> {
-    let dir = Path::new(STATE_DIR);
-    match fs::create_dir(dir) {
-        Ok(()) => {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(ctx(format!("creating {STATE_DIR}"))(e)),
-    }
-    Ok(dir)
 }
 
 /// Make `/run/netns` exist and be a shared mount point, like `ip netns add`.
@@ -109,7 +93,7 @@ impl Netns {
     pub fn create(name: &str) -> io::Result<Netns> {
         prepare_run_dir()?;
         let path = netns_path(name);
-        // O_EXCL: two labs can never claim the same name.
+        // O_EXCL: two users (two labs, say) can never claim the same name.
         OpenOptions::new()
             .read(true)
             .write(true)
@@ -175,7 +159,7 @@ impl Netns {
     }
 
     /// For `pre_exec`: the raw fd to `setns` to (valid while `self` lives).
-    pub(crate) fn raw_fd(&self) -> i32 {
+    pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
 }
@@ -187,10 +171,7 @@ impl AsFd for Netns {
 }
 
 /// Run `f` on a scoped thread that first enters the namespace `fd`.
-pub(crate) fn enter_and_run<T: Send>(
-    fd: BorrowedFd<'_>,
-    f: impl FnOnce() -> T + Send,
-) -> io::Result<T> {
+pub fn enter_and_run<T: Send>(fd: BorrowedFd<'_>, f: impl FnOnce() -> T + Send) -> io::Result<T> {
     std::thread::scope(|s| {
         let handle = std::thread::Builder::new()
             .name("netns".into())
@@ -209,7 +190,7 @@ pub(crate) fn enter_and_run<T: Send>(
 /// Remove the namespace `name`: unmount and delete its file. Processes and
 /// sockets still inside keep it alive, nameless, until they end. Missing
 /// is not an error.
-pub(crate) fn remove(name: &str) -> io::Result<()> {
+pub fn remove(name: &str) -> io::Result<()> {
     let path = netns_path(name);
     match umount2(&path, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
@@ -223,7 +204,7 @@ pub(crate) fn remove(name: &str) -> io::Result<()> {
 }
 
 /// Names of every namespace under `/run/netns`.
-pub(crate) fn list() -> io::Result<Vec<String>> {
+pub fn list() -> io::Result<Vec<String>> {
     match fs::read_dir(NETNS_RUN_DIR) {
         Ok(rd) => Ok(rd
             .filter_map(|e| e.ok())
@@ -237,7 +218,7 @@ pub(crate) fn list() -> io::Result<Vec<String>> {
 /// Can this process make network namespaces? Tries an anonymous one on a
 /// throwaway thread (nothing is mounted; it vanishes with the thread) and
 /// runs `probe` inside it.
-pub(crate) fn try_anonymous<T: Send>(probe: impl FnOnce() -> T + Send) -> io::Result<T> {
+pub fn try_anonymous<T: Send>(probe: impl FnOnce() -> T + Send) -> io::Result<T> {
     std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("netns-probe".into())
@@ -253,7 +234,7 @@ pub(crate) fn try_anonymous<T: Send>(probe: impl FnOnce() -> T + Send) -> io::Re
 }
 
 /// Pids of processes whose network namespace has inode `ino`.
-pub(crate) fn pids_inside(ino: u64) -> Vec<u32> {
+pub fn pids_inside(ino: u64) -> Vec<u32> {
     let Ok(rd) = fs::read_dir("/proc") else {
         return Vec::new();
     };

@@ -1,27 +1,31 @@
 //! A blocking netlink socket that sends requests and collects their
-//! acknowledgements, with a bounded wait.
+//! acknowledgements, replies or dumps, with a bounded wait.
 //!
-//! Both `rtnl` (links, addresses, routes) and `nft` (the firewall) speak
-//! through this: they hand over serialized messages whose sequence numbers
-//! they took from [`Netlink::next_seq`], and get back the first error the
-//! kernel reported, tied to the message that caused it. The socket belongs to
-//! the network namespace of the thread that opened it.
+//! `rtnl` (links, addresses, routes), `nft` (the firewall) and `sockets`
+//! (socket diagnostics) all speak through this: they hand over serialized
+//! messages whose sequence numbers they took from [`Netlink::next_seq`], and
+//! get back the first error the kernel reported, tied to the message that
+//! caused it, or the messages of a dump. The socket belongs to the network
+//! namespace of the thread that opened it.
 
 use std::io;
 use std::time::{Duration, Instant};
 
 use netlink_sys::{Socket, SocketAddr};
-use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::socket::{getsockopt, setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 
 /// How long the kernel may take to answer one batch.
 const ACK_TIMEOUT: Duration = Duration::from_secs(3);
 
 const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
 const NLMSG_HDRLEN: usize = 16;
+/// `NLM_F_DUMP_INTR`: the dump saw the kernel's state change under it.
+const NLM_F_DUMP_INTR: u16 = 0x10;
 
 /// A connected netlink socket of one protocol, in one namespace.
-pub(crate) struct Netlink {
+pub struct Netlink {
     sock: Socket,
     seq: u32,
 }
@@ -29,18 +33,25 @@ pub(crate) struct Netlink {
 /// A request the kernel refused.
 #[derive(Debug, thiserror::Error)]
 #[error("{what}: {source}")]
-pub(crate) struct NlError {
+pub struct NlError {
     /// The request, in words.
-    pub(crate) what: String,
+    pub what: String,
     /// The kernel's answer (or the socket's failure).
     #[source]
-    pub(crate) source: io::Error,
+    pub source: io::Error,
+}
+
+impl From<NlError> for io::Error {
+    /// The same kind, with the request in the message.
+    fn from(e: NlError) -> io::Error {
+        io::Error::new(e.source.kind(), e.to_string())
+    }
 }
 
 impl Netlink {
     /// Open a socket of `protocol` (e.g. `NETLINK_ROUTE`) in the calling
     /// thread's network namespace.
-    pub(crate) fn open(protocol: isize) -> io::Result<Netlink> {
+    pub fn open(protocol: isize) -> io::Result<Netlink> {
         let mut sock = Socket::new(protocol)?;
         sock.bind_auto()?;
         sock.connect(&SocketAddr::new(0, 0))?;
@@ -49,8 +60,23 @@ impl Netlink {
         Ok(Netlink { sock, seq: 1 })
     }
 
+    /// Make room to send `len` bytes in one message (a large nf_tables
+    /// batch): the kernel refuses a send larger than the socket's send
+    /// buffer with `EMSGSIZE`. Beyond `net.core.wmem_max` this takes
+    /// `CAP_NET_ADMIN` (`SO_SNDBUFFORCE`), which batches need anyway.
+    pub fn reserve_send(&mut self, len: usize) -> io::Result<()> {
+        let want = len + 4096;
+        let have: usize = getsockopt(&self.sock, sockopt::SndBuf).map_err(io::Error::from)?;
+        if have >= want {
+            return Ok(());
+        }
+        setsockopt(&self.sock, sockopt::SndBufForce, &want)
+            .or_else(|_| setsockopt(&self.sock, sockopt::SndBuf, &want))
+            .map_err(io::Error::from)
+    }
+
     /// A fresh sequence number for the next message.
-    pub(crate) fn next_seq(&mut self) -> u32 {
+    pub fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1);
         self.seq
     }
@@ -58,7 +84,7 @@ impl Netlink {
     /// Send `bytes` (one or several netlink messages) and wait until the
     /// kernel has acknowledged every sequence number in `acks`. `describe`
     /// names the request a sequence number belongs to, for errors.
-    pub(crate) fn transact(
+    pub fn transact(
         &mut self,
         bytes: &[u8],
         acks: &[u32],
@@ -112,7 +138,7 @@ impl Netlink {
 
     /// Send one request (without `NLM_F_ACK`) and return the first reply
     /// message carrying `seq`, or the kernel's error.
-    pub(crate) fn query(&mut self, bytes: &[u8], seq: u32, what: &str) -> Result<Vec<u8>, NlError> {
+    pub fn query(&mut self, bytes: &[u8], seq: u32, what: &str) -> Result<Vec<u8>, NlError> {
         let sys = |source: io::Error| NlError {
             what: what.to_owned(),
             source,
@@ -156,11 +182,75 @@ impl Netlink {
             }
         }
     }
+
+    /// Send one dump request (with `NLM_F_DUMP`) carrying `seq` and collect
+    /// every message of the answer until `NLMSG_DONE`. A dump the kernel
+    /// marks as interrupted (its state changed under it) fails with
+    /// [`io::ErrorKind::Interrupted`], so the caller can ask again.
+    pub fn dump(&mut self, bytes: &[u8], seq: u32, what: &str) -> Result<Vec<Vec<u8>>, NlError> {
+        let sys = |source: io::Error| NlError {
+            what: what.to_owned(),
+            source,
+        };
+        self.sock.send(bytes, 0).map_err(sys)?;
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        let mut out = Vec::new();
+        let mut interrupted = false;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(sys(io::Error::from(io::ErrorKind::TimedOut)));
+            }
+            let tv = TimeVal::new(left.as_secs() as _, left.subsec_micros().max(1000) as _);
+            setsockopt(&self.sock, sockopt::ReceiveTimeout, &tv).map_err(|e| sys(e.into()))?;
+            let (buf, _) = self.sock.recv_from_full().map_err(|e| {
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    sys(io::Error::from(io::ErrorKind::TimedOut))
+                } else {
+                    sys(e)
+                }
+            })?;
+            let mut rest = &buf[..];
+            while rest.len() >= NLMSG_HDRLEN {
+                let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
+                if len < NLMSG_HDRLEN || len > rest.len() {
+                    break;
+                }
+                let ty = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
+                let flags = u16::from_ne_bytes(rest[6..8].try_into().unwrap());
+                let msg_seq = u32::from_ne_bytes(rest[8..12].try_into().unwrap());
+                if msg_seq == seq {
+                    interrupted |= flags & NLM_F_DUMP_INTR != 0;
+                    match ty {
+                        NLMSG_DONE => {
+                            if interrupted {
+                                return Err(sys(io::Error::new(
+                                    io::ErrorKind::Interrupted,
+                                    "the dump was interrupted",
+                                )));
+                            }
+                            return Ok(out);
+                        }
+                        NLMSG_ERROR => {
+                            let code = parse_acks(&rest[..len]).first().map_or(0, |(_, c)| *c);
+                            return Err(sys(if code != 0 {
+                                io::Error::from_raw_os_error(-code)
+                            } else {
+                                io::Error::other("an acknowledgement instead of a dump")
+                            }));
+                        }
+                        _ => out.push(rest[..len].to_vec()),
+                    }
+                }
+                rest = &rest[((len + 3) & !3).min(rest.len())..];
+            }
+        }
+    }
 }
 
 /// `(sequence, error code)` of every `NLMSG_ERROR` message in `buf` (code 0
 /// is an acknowledgement, a negative code an errno).
-pub(crate) fn parse_acks(mut buf: &[u8]) -> Vec<(u32, i32)> {
+pub fn parse_acks(mut buf: &[u8]) -> Vec<(u32, i32)> {
     let mut out = Vec::new();
     while buf.len() >= NLMSG_HDRLEN {
         let len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;

@@ -1,18 +1,18 @@
 //! Links, addresses and routes over rtnetlink (`NETLINK_ROUTE`), with the
 //! message types of `netlink-packet-route`, on a blocking socket.
 //!
-//! An [`Rtnl`] acts on the namespace of the thread that opened it, so the
-//! lab opens one per namespace from inside [`crate::sys::netns::Netns::run`].
+//! An [`Rtnl`] acts on the namespace of the thread that opened it, so
+//! callers open one per namespace from inside [`crate::netns::Netns::run`].
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
@@ -21,16 +21,16 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use crate::sys::nl::{Netlink, NlError};
+use crate::nl::{Netlink, NlError};
 
 /// An rtnetlink socket in one namespace.
-pub(crate) struct Rtnl {
+pub struct Rtnl {
     nl: Netlink,
 }
 
 impl Rtnl {
     /// Open a socket in the calling thread's namespace.
-    pub(crate) fn open() -> Result<Rtnl, NlError> {
+    pub fn open() -> Result<Rtnl, NlError> {
         Netlink::open(netlink_sys::protocols::NETLINK_ROUTE)
             .map(|nl| Rtnl { nl })
             .map_err(|e| NlError {
@@ -57,7 +57,7 @@ impl Rtnl {
     }
 
     /// Create a veth pair: `name` here, `peer` in the namespace `peer_ns`.
-    pub(crate) fn add_veth(
+    pub fn add_veth(
         &mut self,
         name: &str,
         peer: &str,
@@ -84,7 +84,7 @@ impl Rtnl {
     }
 
     /// Bring the link `name` up.
-    pub(crate) fn set_up(&mut self, name: &str) -> Result<(), NlError> {
+    pub fn set_up(&mut self, name: &str) -> Result<(), NlError> {
         let mut msg = LinkMessage::default();
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
@@ -99,7 +99,7 @@ impl Rtnl {
     /// Is the link `name` running (`IFF_RUNNING`: up, with carrier, and its
     /// queueing discipline active)? Until it is, packets sent on it are
     /// dropped.
-    pub(crate) fn is_running(&mut self, name: &str) -> Result<bool, NlError> {
+    pub fn is_running(&mut self, name: &str) -> Result<bool, NlError> {
         let what = format!("reading the state of {name}");
         let seq = self.nl.next_seq();
         let mut msg = LinkMessage::default();
@@ -130,7 +130,7 @@ impl Rtnl {
     }
 
     /// Wait, bounded, until every link in `names` is running.
-    pub(crate) fn wait_running(
+    pub fn wait_running(
         &mut self,
         names: &[&str],
         bound: std::time::Duration,
@@ -151,25 +151,47 @@ impl Rtnl {
     }
 
     /// Add `addr/prefix` to the link `name`.
-    pub(crate) fn add_address(
+    pub fn add_address(&mut self, name: &str, addr: Ipv4Addr, prefix: u8) -> Result<(), NlError> {
+        self.add_ip(name, IpAddr::V4(addr), prefix)
+    }
+
+    /// Add the IPv6 `addr/prefix` to the link `name`, usable at once: no
+    /// duplicate address detection (`nodad`), which would keep it tentative
+    /// for a second or more.
+    pub fn add_address_v6(
         &mut self,
         name: &str,
-        addr: Ipv4Addr,
+        addr: Ipv6Addr,
         prefix: u8,
     ) -> Result<(), NlError> {
+        self.add_ip(name, IpAddr::V6(addr), prefix)
+    }
+
+    fn add_ip(&mut self, name: &str, addr: IpAddr, prefix: u8) -> Result<(), NlError> {
         let what = format!("adding {addr}/{prefix} to {name}");
         let index = nix::net::if_::if_nametoindex(name).map_err(|e| NlError {
             what: what.clone(),
             source: io::Error::from(e),
         })?;
         let mut msg = AddressMessage::default();
-        msg.header.family = AddressFamily::Inet;
         msg.header.prefix_len = prefix;
         msg.header.index = index;
-        msg.attributes = vec![
-            AddressAttribute::Local(IpAddr::V4(addr)),
-            AddressAttribute::Address(IpAddr::V4(addr)),
-        ];
+        match addr {
+            IpAddr::V4(_) => {
+                msg.header.family = AddressFamily::Inet;
+                msg.attributes = vec![
+                    AddressAttribute::Local(addr),
+                    AddressAttribute::Address(addr),
+                ];
+            }
+            IpAddr::V6(_) => {
+                msg.header.family = AddressFamily::Inet6;
+                msg.attributes = vec![
+                    AddressAttribute::Address(addr),
+                    AddressAttribute::Flags(AddressFlags::Nodad),
+                ];
+            }
+        }
         self.request(
             RouteNetlinkMessage::NewAddress(msg),
             NLM_F_CREATE | NLM_F_EXCL,
@@ -178,7 +200,7 @@ impl Rtnl {
     }
 
     /// Add a route to `dst/prefix` (prefix 0: the default route) via `gateway`.
-    pub(crate) fn add_route(
+    pub fn add_route(
         &mut self,
         dst: Ipv4Addr,
         prefix: u8,
@@ -211,7 +233,7 @@ impl Rtnl {
 }
 
 /// Turn IPv4 forwarding on in the calling thread's namespace.
-pub(crate) fn enable_forwarding() -> Result<(), NlError> {
+pub fn enable_forwarding() -> Result<(), NlError> {
     let path = "/proc/sys/net/ipv4/ip_forward";
     let err = |e: io::Error| NlError {
         what: "turning IPv4 forwarding on".into(),
