@@ -166,6 +166,18 @@ impl Server {
         }
     }
 
+    /// Answer UDP probe hellos arriving through the reflector's redirect on
+    /// the transparent `socket`, until the server drains.
+    #[cfg(target_os = "linux")]
+    pub fn add_udp_reflector_redirected(&self, socket: tokio::net::UdpSocket) {
+        if let Some(r) = &self.shared.reflector {
+            tokio::spawn(
+                r.clone()
+                    .run_udp_redirected(socket, self.shared.stopping.child_token()),
+            );
+        }
+    }
+
     /// Connections open now.
     pub fn open_connections(&self) -> usize {
         self.shared.tracker.len()

@@ -124,4 +124,43 @@ impl Reflector {
             let _ = socket.send_to(&reply, from).await;
         }
     }
+
+    /// Answer UDP hellos arriving through the redirect on one transparent
+    /// `socket` (see `onedoor_sys::reflect`), each answered from the door
+    /// it was sent to, until `stop`.
+    #[cfg(target_os = "linux")]
+    pub async fn run_udp_redirected(self: Arc<Self>, socket: UdpSocket, stop: CancellationToken) {
+        use onedoor_sys::reflect::{recv_dialled, send_from};
+        let mut buf = [0u8; 2048];
+        loop {
+            let datagram = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = socket.readable() => match r {
+                    Ok(()) => match socket.try_io(tokio::io::Interest::READABLE, || recv_dialled(&socket, &mut buf)) {
+                        Ok(d) => d,
+                        Err(_) => continue,
+                    },
+                    Err(_) => return,
+                },
+            };
+            if datagram.len != HELLO_LEN {
+                continue;
+            }
+            let HelloParse::Hello(hello) = self.key.parse_datagram(&buf[..datagram.len]) else {
+                continue;
+            };
+            if hello.kind != HelloKind::Udp || !self.admit(&hello) {
+                continue;
+            }
+            let port_seen = datagram.dialled.port();
+            self.arrivals
+                .lock()
+                .expect("arrivals lock")
+                .record(&hello, port_seen, now_unix());
+            let reply = self.key.reply(&hello, port_seen, &self.signer);
+            if let Err(e) = send_from(datagram.dialled, datagram.from, &reply) {
+                tracing::debug!(error = %e, port = port_seen, "UDP probe reply not sent");
+            }
+        }
+    }
 }

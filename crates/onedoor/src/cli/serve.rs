@@ -249,9 +249,11 @@ async fn serve(args: ServeArgs, flags: ServeLayer, config: ServeConfig) -> Outco
             bind(&server, addr)?;
         }
     }
-    if let Some(spec) = &config.reflect {
-        bind_reflector(&server, spec, &config.listen).map_err(Failure::Runtime)?;
-    }
+    // Held for serve's lifetime: dropping it removes the reflector's table.
+    let _redirect = match &config.reflect {
+        Some(spec) => bind_reflector(&server, spec, &config.listen).map_err(Failure::Runtime)?,
+        None => None,
+    };
     if let Some(addr) = config.metrics {
         onedoor_net::metrics::install(addr)
             .await
@@ -290,19 +292,26 @@ fn load_identity(state_dir: Option<&Path>) -> anyhow::Result<onedoor_proto::prob
     ))
 }
 
-/// Most ports bound one by one for `--reflect`; larger sets need the
+/// Most ports bound one by one for `--reflect`; larger sets go through the
 /// nftables redirect to one listener.
-const REFLECT_BIND_MAX: usize = 4096;
+const REFLECT_BIND_MAX: usize = 1024;
+
+/// The redirect's guard (Linux), or nothing.
+#[cfg(target_os = "linux")]
+type RedirectGuard = onedoor_sys::reflect::Redirect;
+#[cfg(not(target_os = "linux"))]
+type RedirectGuard = ();
 
 /// Listen for probe hellos on the `--reflect` ports, on the addresses of the
-/// door. Ports already in use are skipped (and said so).
-fn bind_reflector(server: &Server, spec: &ReflectSpec, listen: &[HostPort]) -> anyhow::Result<()> {
-    if spec.tcp.len() > REFLECT_BIND_MAX {
-        return Err(anyhow!(
-            "--reflect: {} TCP ports is more than can be bound one by one ({REFLECT_BIND_MAX})",
-            spec.tcp.len()
-        ));
-    }
+/// door: up to [`REFLECT_BIND_MAX`] ports are bound one by one (no privilege
+/// needed beyond the ports' own); more go through an nftables redirect to one
+/// listener (root or CAP_NET_ADMIN). Ports already in use are skipped, and
+/// said so.
+fn bind_reflector(
+    server: &Server,
+    spec: &ReflectSpec,
+    listen: &[HostPort],
+) -> anyhow::Result<Option<RedirectGuard>> {
     let mut ips: Vec<std::net::IpAddr> = Vec::new();
     for addr in listen {
         for sa in (addr.host.as_str(), addr.port)
@@ -313,6 +322,14 @@ fn bind_reflector(server: &Server, spec: &ReflectSpec, listen: &[HostPort]) -> a
                 ips.push(sa.ip());
             }
         }
+    }
+    if spec.tcp.len() + spec.udp.len() > REFLECT_BIND_MAX {
+        #[cfg(target_os = "linux")]
+        return redirect_reflector(server, spec, &ips).map(Some);
+        #[cfg(not(target_os = "linux"))]
+        return Err(anyhow!(
+            "--reflect: more than {REFLECT_BIND_MAX} ports needs the nftables redirect (Linux)"
+        ));
     }
     let door_ports: Vec<u16> = listen.iter().map(|a| a.port).collect();
     let mut skipped = Vec::new();
@@ -341,7 +358,100 @@ fn bind_reflector(server: &Server, spec: &ReflectSpec, listen: &[HostPort]) -> a
         tracing::warn!(count = skipped.len(), first = %skipped[0], "--reflect: skipped ports already in use or not allowed");
     }
     tracing::info!(tcp = %spec.tcp, udp = %spec.udp, "answering probe hellos");
-    Ok(())
+    Ok(None)
+}
+
+/// The large-set reflector: one TCP and one transparent UDP listener per
+/// door address on a free port, and an nftables table sending every listed
+/// port there (ports in use skipped by the table itself).
+#[cfg(target_os = "linux")]
+fn redirect_reflector(
+    server: &Server,
+    spec: &ReflectSpec,
+    ips: &[std::net::IpAddr],
+) -> anyhow::Result<RedirectGuard> {
+    use onedoor_sys::reflect::{prepare_udp_listener, PortRanges, Redirect, RedirectSpec};
+    let ranges = |set: &onedoor_proto::probe::PortSet| {
+        PortRanges::from_ranges(set.ranges().iter().map(|&(a, b)| a..=b))
+    };
+    // One port free on every address, for TCP and UDP alike.
+    let mut port = 0u16;
+    for attempt in 0..20 {
+        let first = sys::listen::bind(std::net::SocketAddr::new(ips[0], 0))?;
+        let candidate = first.local_addr()?.port();
+        let mut tcp = vec![first];
+        let mut ok = true;
+        for ip in &ips[1..] {
+            match sys::listen::bind(std::net::SocketAddr::new(*ip, candidate)) {
+                Ok(l) => tcp.push(l),
+                Err(_) => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        let mut udp = Vec::new();
+        if ok {
+            for ip in ips {
+                let sock = socket2::Socket::new(
+                    socket2::Domain::for_address(std::net::SocketAddr::new(*ip, 0)),
+                    socket2::Type::DGRAM,
+                    None,
+                )?;
+                if ip.is_ipv6() {
+                    sock.set_only_v6(true)?;
+                }
+                prepare_udp_listener(&sock).context(
+                    "--reflect: the redirect needs root or CAP_NET_ADMIN (or list at most 1024 ports)",
+                )?;
+                if sock
+                    .bind(&std::net::SocketAddr::new(*ip, candidate).into())
+                    .is_err()
+                {
+                    ok = false;
+                    break;
+                }
+                sock.set_nonblocking(true)?;
+                udp.push(tokio::net::UdpSocket::from_std(sock.into())?);
+            }
+        }
+        if ok {
+            for l in tcp {
+                server.add_listener("reflect".into(), l)?;
+            }
+            for u in udp {
+                server.add_udp_reflector_redirected(u);
+            }
+            port = candidate;
+            break;
+        }
+        tracing::debug!(
+            attempt,
+            candidate,
+            "reflector port taken on another address; again"
+        );
+    }
+    if port == 0 {
+        return Err(anyhow!(
+            "--reflect: found no port free on every listen address"
+        ));
+    }
+    let redirect = Redirect::install(
+        &RedirectSpec::new(port)
+            .tcp(ranges(&spec.tcp))
+            .udp(ranges(&spec.udp))
+            .udp_listener(port),
+    )
+    .map_err(|e| anyhow!("--reflect: {e}"))?;
+    let plan = redirect.plan();
+    tracing::info!(
+        listener = port,
+        table = redirect.table_name(),
+        skipped_tcp = ?plan.skipped_tcp,
+        skipped_udp = ?plan.skipped_udp,
+        "answering probe hellos through an nftables redirect"
+    );
+    Ok(redirect)
 }
 
 /// Bind every address `addr` resolves to.
