@@ -19,9 +19,9 @@ Examples:\n  sudo onedoor lab\n  sudo onedoor lab --policy all --report lab.html
 sudo onedoor lab --policy proxy-only --keep")]
 pub(crate) struct LabArgs {
     /// The router's egress policy: web, https-only, web-reject, intercept,
-    /// proxy-only, or all (one story each).
-    #[arg(long, value_name = "POLICY", default_value = "web")]
-    policy: Policies,
+    /// proxy-only, or all (one story each) [default: all; web with --keep].
+    #[arg(long, value_name = "POLICY")]
+    policy: Option<Policies>,
     /// Write a self-contained HTML report (inline SVG, no network) to FILE.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -66,8 +66,19 @@ impl FromStr for Policies {
     }
 }
 
+impl LabArgs {
+    /// The policies to run: as given, else every one (one with `--keep`).
+    fn policies(&self) -> Vec<Policy> {
+        match &self.policy {
+            Some(p) => p.0.clone(),
+            None if self.keep => vec![Policy::Web],
+            None => Policy::ALL.to_vec(),
+        }
+    }
+}
+
 pub(crate) fn run(args: LabArgs) -> Outcome {
-    if args.keep && args.policy.0.len() > 1 {
+    if args.keep && args.policies().len() > 1 {
         return Err(Failure::Usage(anyhow!(
             "--keep keeps one lab up: choose one --policy, not all"
         )));
@@ -112,7 +123,7 @@ mod imp {
         })?;
         let exe = std::env::current_exe().context("finding this program's own path")?;
         let opts = StoryOptions {
-            policies: args.policy.0.clone(),
+            policies: args.policies(),
             instance: args.instance.map(Instance),
             exe,
             real_ssh: args.real_ssh,
