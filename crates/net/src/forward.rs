@@ -93,7 +93,9 @@ mod tests {
     }
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
-        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
     }
 
     /// Both directions at once, several MiB each, byte for byte; then FIN
@@ -138,7 +140,13 @@ mod tests {
         assert!(got_up == up, "client to backend bytes differ");
         assert!(got_down == down, "backend to client bytes differ");
         let moved = fwd.await.unwrap().unwrap();
-        assert_eq!(moved, Moved { up: up.len() as u64, down: down.len() as u64 });
+        assert_eq!(
+            moved,
+            Moved {
+                up: up.len() as u64,
+                down: down.len() as u64
+            }
+        );
         assert_eq!(count.0.load(Ordering::Relaxed), up.len() as u64);
         assert_eq!(count.1.load(Ordering::Relaxed), down.len() as u64);
     }
@@ -184,8 +192,12 @@ mod tests {
             .unwrap();
         drop(client);
         let mut buf = [0u8; 16];
-        let r = tokio::time::timeout(std::time::Duration::from_secs(5), backend.read(&mut buf)).await;
-        assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "backend not told: {r:?}");
+        let r =
+            tokio::time::timeout(std::time::Duration::from_secs(5), backend.read(&mut buf)).await;
+        assert!(
+            matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+            "backend not told: {r:?}"
+        );
         let done = tokio::time::timeout(std::time::Duration::from_secs(5), fwd).await;
         assert!(done.is_ok(), "join hung after a reset");
     }

@@ -11,8 +11,17 @@
 //! - [`sys`]: what the OS is asked for: the fd limit, privilege drop, socket
 //!   options, listeners.
 //! - [`metrics`]: the Prometheus names and the exporter.
+//! - [`probe`]: `onedoor probe`'s shell: dials every door, paces itself,
+//!   classifies what came back with `onedoor_proto::probe`.
+//! - [`tunnel`]: the tunnel session (HTTP/2 over any byte stream): client,
+//!   server, forwarded streams, UDP flows, reverse binds.
+//! - [`state`]: the state directory: server identity, token salt, client
+//!   registry (`onedoor init`, `onedoor client`).
 
 pub mod forward;
 pub mod metrics;
+pub mod probe;
 pub mod serve;
+pub mod state;
 pub mod sys;
+pub mod tunnel;

@@ -1588,7 +1588,13 @@ fn bulk_transfer_both_ways_is_intact() {
 
 #[test]
 fn unreachable_backend_is_closed_and_counted() {
-    let nowhere = free_addr();
+    // A port held (bound, never listening) for the whole test, so no other
+    // test can start listening on it: connecting to it is refused.
+    let holder = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    holder
+        .bind(&std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)).into())
+        .unwrap();
+    let nowhere = holder.local_addr().unwrap().as_socket().unwrap();
     let serve = Serve::start_metered(&args!["--ssh", nowhere]);
     let mut c = connect(serve.addr);
     c.write_all(b"SSH-2.0-Test\r\n").unwrap();

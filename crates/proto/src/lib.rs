@@ -17,11 +17,14 @@
 //!   with the server's fingerprint), port lists, and the port-state
 //!   classification.
 //! - [`rate`]: the per-IP connection rate limiter (token buckets, time passed in).
+//! - [`report`]: `onedoor probe`'s result rendered as the stderr table, JSON
+//!   and the one-page HTML picture.
 
 pub mod config;
 pub mod probe;
 pub mod proxy_proto;
 pub mod rate;
+pub mod report;
 pub mod route;
 pub mod sniff;
 pub mod spec;

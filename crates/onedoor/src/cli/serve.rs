@@ -284,12 +284,26 @@ async fn serve(args: ServeArgs, flags: ServeLayer, config: ServeConfig) -> Outco
     Ok(())
 }
 
-/// The server identity's signing key, from the state dir.
+/// The server identity's signing key, from the state dir (`--state-dir`,
+/// else the default one).
 fn load_identity(state_dir: Option<&Path>) -> anyhow::Result<onedoor_proto::probe::SigningKey> {
-    let _ = state_dir;
-    Err(anyhow!(
-        "--reflect needs the server identity: run `onedoor init` first"
-    ))
+    use onedoor_net::state::StateDir;
+    let path = match state_dir {
+        Some(p) => p.to_path_buf(),
+        None => StateDir::default_path()
+            .ok_or_else(|| anyhow!("--reflect: no state dir: give --state-dir"))?,
+    };
+    let state = StateDir::open(&path).map_err(|e| {
+        anyhow!(
+            "--reflect needs the server identity in {}: {e} (run `onedoor init` first)",
+            path.display()
+        )
+    })?;
+    let identity = state
+        .identity()
+        .map_err(|e| anyhow!("--reflect: {}: {e}", path.display()))?;
+    tracing::info!(fingerprint = %identity.fingerprint(), "server identity");
+    Ok(identity.signing_key)
 }
 
 /// Most ports bound one by one for `--reflect`; larger sets go through the

@@ -10,6 +10,8 @@
 //!   stream, datagram flow and reverse bind, against the name and the
 //!   addresses it resolved to (the rule and its reasons, with examples, are
 //!   in that module's docs).
+//! - [`session`]: the session's own bytes: the client hello and server
+//!   reply around the HTTP/2 preface, capsules, stream paths.
 //!
 //! The main types are re-exported here.
 //!
@@ -18,6 +20,7 @@
 
 pub mod access_key;
 pub mod allow;
+pub mod session;
 pub mod token;
 
 pub use access_key::{
