@@ -221,12 +221,30 @@ fn key_on_line(text: &str, at: usize) -> Option<&str> {
 }
 
 /// 1-based line of byte offset `at` in `text`.
-fn line_of(text: &str, at: usize) -> usize {
+pub fn line_of(text: &str, at: usize) -> usize {
     text.as_bytes()[..at.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')
         .count()
         + 1
+}
+
+/// Where a TOML parse error of `text` is (byte offset) and what it says, in
+/// our words: serde's "field" is a "key", and type errors name their key.
+/// Shared by every TOML file onedoor reads.
+pub fn toml_error(text: &str, e: &toml::de::Error) -> (usize, String) {
+    let at = e.span().map_or(0, |s| s.start);
+    let what = e.message().trim();
+    let what = if let Some(rest) = what.strip_prefix("unknown field") {
+        format!("unknown key{rest}")
+    } else if let Some(rest) = what.strip_prefix("missing field") {
+        format!("missing key{rest}")
+    } else if let Some(key) = key_on_line(text, at) {
+        format!("`{key}`: {what}")
+    } else {
+        what.to_owned()
+    };
+    (at, what)
 }
 
 impl ServeLayer {
@@ -238,13 +256,7 @@ impl ServeLayer {
             line: line_of(text, offset),
         };
         let raw: RawFile = toml::from_str(text).map_err(|e| {
-            let offset = e.span().map(|s| s.start).unwrap_or(0);
-            let mut what = e.message().trim().to_owned();
-            if let Some(rest) = what.strip_prefix("unknown field") {
-                what = format!("unknown key{rest}");
-            } else if let Some(key) = key_on_line(text, offset) {
-                what = format!("`{key}`: {what}");
-            }
+            let (offset, what) = toml_error(text, &e);
             ConfigError {
                 origin: origin_at(offset),
                 what,

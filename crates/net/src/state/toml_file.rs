@@ -10,14 +10,7 @@ use toml::value::{Datetime, Offset};
 
 use super::StateError;
 
-/// 1-based line of byte offset `at` in `text`.
-pub(super) fn line_of(text: &str, at: usize) -> usize {
-    text.as_bytes()[..at.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
+pub(super) use onedoor_proto::config::line_of;
 
 /// A problem with the value at byte offset `at`.
 pub(super) fn invalid(path: &Path, text: &str, at: usize, what: String) -> StateError {
@@ -32,31 +25,9 @@ pub(super) fn invalid(path: &Path, text: &str, at: usize, what: String) -> State
 /// unknown fields; errors name the line and say "key" for serde's "field".
 pub(super) fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, StateError> {
     toml::from_str(text).map_err(|e| {
-        let at = e.span().map_or(0, |s| s.start);
-        let mut what = e.message().trim().to_owned();
-        if let Some(rest) = what.strip_prefix("unknown field") {
-            what = format!("unknown key{rest}");
-        } else if let Some(rest) = what.strip_prefix("missing field") {
-            what = format!("missing key{rest}");
-        } else if let Some(key) = key_on_line(text, at) {
-            what = format!("`{key}`: {what}");
-        }
+        let (at, what) = onedoor_proto::config::toml_error(text, &e);
         invalid(path, text, at, what)
     })
-}
-
-/// The bare key assigned on the line holding byte offset `at`, if any
-/// (`port = "x"` gives `port`), to name it in type errors.
-fn key_on_line(text: &str, at: usize) -> Option<&str> {
-    let at = at.min(text.len());
-    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-    let (key, _) = text[start..].lines().next()?.split_once('=')?;
-    let key = key.trim();
-    let bare = !key.is_empty()
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    bare.then_some(key)
 }
 
 /// `s` as a TOML basic string.

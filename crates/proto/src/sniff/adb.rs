@@ -13,13 +13,7 @@ const CNXN: &[u8] = b"CNXN";
 /// Is this the start of an ADB connection? `Match` once `buf` starts with
 /// `CNXN`.
 pub fn sniff(buf: &[u8]) -> Verdict {
-    if buf.starts_with(CNXN) {
-        Verdict::Match
-    } else if CNXN.starts_with(buf) {
-        Verdict::NeedMore
-    } else {
-        Verdict::NoMatch
-    }
+    super::starts_with_any(buf, &[CNXN])
 }
 
 #[cfg(test)]

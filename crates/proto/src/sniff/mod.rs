@@ -21,6 +21,24 @@ mod tests;
 use std::fmt;
 use std::str::FromStr;
 
+/// The verdict of "starts with one of `prefixes`": `Match` once `buf` starts
+/// with one, `NeedMore` while `buf` is still a prefix of one, else `NoMatch`.
+/// Prefix-consistent by construction; the simple sniffers are this.
+pub fn starts_with_any(buf: &[u8], prefixes: &[&[u8]]) -> Verdict {
+    let mut could_be = false;
+    for prefix in prefixes {
+        if buf.starts_with(prefix) {
+            return Verdict::Match;
+        }
+        could_be |= prefix.starts_with(buf);
+    }
+    if could_be {
+        Verdict::NeedMore
+    } else {
+        Verdict::NoMatch
+    }
+}
+
 /// What a sniffer says about the bytes it has seen so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

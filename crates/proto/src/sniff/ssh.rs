@@ -12,18 +12,7 @@ const PREFIXES: [&[u8]; 2] = [b"SSH-2.0-", b"SSH-1.99-"];
 /// Is this the start of an SSH connection? `Match` once `buf` starts with
 /// `SSH-2.0-` or `SSH-1.99-`, `NeedMore` while it is a prefix of one.
 pub fn sniff(buf: &[u8]) -> Verdict {
-    let mut could_be = false;
-    for prefix in PREFIXES {
-        if buf.starts_with(prefix) {
-            return Verdict::Match;
-        }
-        could_be |= prefix.starts_with(buf);
-    }
-    if could_be {
-        Verdict::NeedMore
-    } else {
-        Verdict::NoMatch
-    }
+    super::starts_with_any(buf, &PREFIXES)
 }
 
 #[cfg(test)]

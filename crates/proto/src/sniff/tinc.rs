@@ -11,13 +11,7 @@ const PREFIX: &[u8] = b"0 ";
 /// Is this the start of a tinc connection? `Match` once `buf` starts with
 /// `0 `.
 pub fn sniff(buf: &[u8]) -> Verdict {
-    if buf.starts_with(PREFIX) {
-        Verdict::Match
-    } else if PREFIX.starts_with(buf) {
-        Verdict::NeedMore
-    } else {
-        Verdict::NoMatch
-    }
+    super::starts_with_any(buf, &[PREFIX])
 }
 
 #[cfg(test)]
