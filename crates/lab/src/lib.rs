@@ -11,6 +11,8 @@
 //! - [`policy`]: the egress policies and what each does to every door.
 //! - [`plan`]: pure data — the address plan of an instance
 //!   ([`AddressPlan`]) and the router's ruleset for a policy ([`Ruleset`]).
+//! - [`map`]: the first chapter, the probe's map of the doors: command
+//!   lines, what each policy should show, the check and the words.
 //! - [`outcome`]: what the story saw — steps, observations, verdicts.
 //! - [`report`]: JSON and the self-contained HTML page.
 //! - `sys` (Linux): instance locks, and the ruleset compiled into nf_tables
@@ -46,6 +48,7 @@
 //! ```
 
 pub mod error;
+pub mod map;
 pub mod outcome;
 pub mod plan;
 pub mod policy;
@@ -63,6 +66,7 @@ mod sys;
 mod wire;
 
 pub use error::LabError;
+pub use map::{DoorMap, MapPlan};
 pub use outcome::{Observed, Run, Step, Verdict};
 pub use plan::addr::{in_lab_range, AddressPlan, Instance, Role};
 pub use plan::ruleset::Ruleset;
@@ -74,7 +78,9 @@ pub use lab::{preflight, Lab, LabConfig};
 #[cfg(target_os = "linux")]
 pub use onedoor_sys::netns::{netns_path, Netns, NETNS_RUN_DIR};
 #[cfg(target_os = "linux")]
-pub use sys::instance::{clean_leftovers, CleanReport, InstanceLock, LockError, STATE_DIR};
+pub use sys::instance::{
+    clean_leftovers, runtime_dir, CleanReport, InstanceLock, LockError, STATE_DIR,
+};
 
 /// Names of this machine's network namespaces that belong to onedoor labs
 /// (live or left behind), as listed under `/run/netns`.

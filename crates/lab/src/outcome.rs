@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::map::DoorMap;
 use crate::plan::addr::AddressPlan;
 use crate::policy::{Door, Expect, Policy};
 
@@ -204,6 +205,9 @@ pub struct Run {
     pub plan: AddressPlan,
     /// The router's ruleset in `nft` syntax.
     pub ruleset: String,
+    /// The first chapter: the probe's map of the doors (absent when the
+    /// run stopped before it).
+    pub map: Option<DoorMap>,
     /// The `onedoor serve` command line used (without the binary).
     pub serve_args: Vec<String>,
     /// The checked steps, in order.

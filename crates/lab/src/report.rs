@@ -239,6 +239,56 @@ fn path_words(p: Path) -> &'static str {
     }
 }
 
+/// The first chapter: the map in words, judged, and the probe's own
+/// picture of the house and its doors.
+fn map_section(out: &mut String, run: &Run) {
+    use onedoor_proto::probe::State;
+    use onedoor_proto::report::{html, json};
+    let Some(map) = &run.map else {
+        return;
+    };
+    let _ = write!(
+        out,
+        r#"<h3>First, the map of the doors</h3>
+<p class="verdict {}">{} {}{} ({}).</p>
+"#,
+        if map.ok { "good" } else { "bad" },
+        if map.ok { "✓" } else { "✗" },
+        escape(&capitalise(&map.words)),
+        if map.words.is_empty() { "No map" } else { "" },
+        escape(&map.judgement(run.policy)),
+    );
+    if let Some(report) = map.probe.as_ref().and_then(|p| json::from_json(p).ok()) {
+        let _ = write!(
+            out,
+            r#"<figure class="map">{}</figure>
+<p class="legend">"#,
+            html::house_svg(&report)
+        );
+        for state in State::ALL {
+            let (t, u) = (report.tcp.count(state), report.udp.count(state));
+            if t + u == 0 {
+                continue;
+            }
+            let _ = write!(
+                out,
+                r#"<span><span class="dot" style="background:{}"></span>{} ({} TCP, {} UDP)</span>"#,
+                html::colour(state),
+                state.as_str(),
+                t,
+                u
+            );
+        }
+        out.push_str("</p>\n");
+    }
+    let _ = writeln!(
+        out,
+        r#"<p class="cmd">In the house: <code>onedoor {}</code><br>On the internet: <code>onedoor {}</code></p>"#,
+        escape(&map.probe_args.join(" ")),
+        escape(&map.serve_args.join(" "))
+    );
+}
+
 fn run_section(out: &mut String, run: &Run) {
     let verdict = run.verdict.as_ref();
     let holds = verdict.is_some_and(|v| v.holds) && run.stopped.is_none();
@@ -246,12 +296,13 @@ fn run_section(out: &mut String, run: &Run) {
         out,
         r#"<section><h2>Policy <code>{}</code></h2><p class="policy">{}.</p>
 <figure>{}</figure>
-<table><thead><tr><th></th><th>what the house tried</th><th>door</th><th>way</th><th>expected</th><th>what happened</th><th>time</th></tr></thead><tbody>
 "#,
         escape(run.policy.name()),
         escape(&capitalise(&run.policy_words)),
         svg(run)
     );
+    map_section(out, run);
+    out.push_str("<h3>Then the doors, tried</h3>\n<table><thead><tr><th></th><th>what the house tried</th><th>door</th><th>way</th><th>expected</th><th>what happened</th><th>time</th></tr></thead><tbody>\n");
     for st in &run.steps {
         let _ = writeln!(
             out,
@@ -324,7 +375,7 @@ pub fn render_html(report: &LabReport) -> String {
 <style>
 body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#212121;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em} h2{margin-top:2em;border-bottom:1px solid #ddd}
-figure{margin:1em 0;overflow-x:auto} table{border-collapse:collapse;width:100%;font-size:.92em}
+figure{margin:1em 0;overflow-x:auto} figure.map svg{max-width:860px;width:100%;height:auto} .cmd{font-size:.85em;color:#555;word-break:break-all} table{border-collapse:collapse;width:100%;font-size:.92em}
 th,td{text-align:left;padding:.35em .5em;border-bottom:1px solid #eee;vertical-align:top}
 tr.bad td{background:#ffebee} .dot{display:inline-block;width:.7em;height:.7em;border-radius:50%;margin-right:.4em}
 .verdict{padding:.8em 1em;border-radius:6px;font-weight:600} .good{background:#e8f5e9;border:1px solid #2e7d32}
@@ -424,6 +475,7 @@ mod tests {
             policy_words: policy.describe().into(),
             ruleset: Ruleset::for_policy(policy, &plan).to_string(),
             plan,
+            map: None,
             serve_args: vec!["serve".into()],
             verdict: Some(verdict(policy, &steps)),
             steps,
@@ -452,6 +504,43 @@ mod tests {
         assert!(html.contains("<svg"));
         assert!(html.contains("the router's portal"));
         assert!(html.contains("table ip onedoor-lab"));
+    }
+
+    #[test]
+    fn the_map_is_drawn_with_the_probes_own_picture() {
+        use crate::map::{sample::ideal, DoorMap, MapPlan};
+        let mut r = run(Policy::Intercept);
+        r.map = Some(DoorMap::judged(
+            Policy::Intercept,
+            MapPlan::story(),
+            vec!["serve".into()],
+            vec!["probe".into(), "198.19.0.2".into()],
+            ideal(Policy::Intercept),
+            900,
+        ));
+        let html = render_html(&LabReport::new(vec![r.clone()]));
+        assert!(html.contains("First, the map of the doors"));
+        assert!(html.contains(
+            "Door 443 is open; door 80 is intercepted; 98 others are dropped; \
+             UDP 53, 123, 443 and 1194: no reply (as policy intercept says)."
+        ));
+        let picture = onedoor_proto::report::html::house_svg(
+            &onedoor_proto::report::json::from_json(
+                r.map.as_ref().unwrap().probe.as_ref().unwrap(),
+            )
+            .unwrap(),
+        );
+        assert!(html.contains(&picture), "the probe's own house, embedded");
+        assert!(html.contains("intercepted (1 TCP, 0 UDP)"));
+        assert!(html.contains("<code>onedoor probe 198.19.0.2</code>"));
+        assert!(!html.contains("<script") && !html.contains("src="));
+        let json: serde_json::Value =
+            serde_json::from_str(&LabReport::new(vec![r]).to_json()).unwrap();
+        let map = &json["runs"][0]["map"];
+        assert_eq!(map["ok"], true);
+        assert_eq!(map["probe"]["tcp"]["open"]["ports"], "443");
+        assert_eq!(map["probe"]["tcp"]["intercepted"]["ports"], "80");
+        assert_eq!(map["plan"]["tcp"], "top100");
     }
 
     #[test]

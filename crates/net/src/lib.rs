@@ -6,6 +6,8 @@
 //! Layout:
 //! - [`serve`]: the one-door server — accept loop with limits, per-connection
 //!   sniffing, forwarding, reload and drain.
+//! - [`connect`]: `onedoor connect`: transports (TLS), the reconnecting
+//!   session supervisor, `-L`/`-R`/`-D`/`-W` forwards, `client.toml`.
 //! - [`forward`]: joins two TCP connections, zero-copy with `splice(2)` on
 //!   Linux and a buffered copy elsewhere, half-close in each direction.
 //! - [`sys`]: what the OS is asked for: the fd limit, privilege drop, socket
@@ -18,6 +20,7 @@
 //! - [`state`]: the state directory: server identity, token salt, client
 //!   registry (`onedoor init`, `onedoor client`).
 
+pub mod connect;
 pub mod forward;
 pub mod metrics;
 pub mod probe;

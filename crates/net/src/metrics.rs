@@ -6,6 +6,10 @@
 //!   [`ErrorKind`].
 //! - `onedoor_sniff_seconds`: time from accept to a decision.
 //! - `onedoor_open_connections`, `onedoor_pending_connections`: gauges.
+//! - `onedoor_tunnel_sessions_total`, `onedoor_tunnel_sessions` (gauge),
+//!   `onedoor_tunnel_rejected_total{reason}`,
+//!   `onedoor_tunnel_streams_refused_total`,
+//!   `onedoor_tunnel_sessions_cut_total`: the tunnel (`serve --tunnel`).
 //!
 //! Without `--metrics` no recorder is installed and every call is a no-op.
 
@@ -41,6 +45,9 @@ pub enum ErrorKind {
     Io,
     /// onedoor's own traffic, but this server has no tunnel.
     NoTunnel,
+    /// TLS to one of serve's own names failed its handshake (or took too
+    /// long).
+    TlsHandshake,
 }
 
 impl ErrorKind {
@@ -57,6 +64,7 @@ impl ErrorKind {
             ErrorKind::Accept => "accept",
             ErrorKind::Io => "io",
             ErrorKind::NoTunnel => "no_tunnel",
+            ErrorKind::TlsHandshake => "tls_handshake",
         }
     }
 }
@@ -64,6 +72,34 @@ impl ErrorKind {
 /// Count one error.
 pub fn error(kind: ErrorKind) {
     counter!("onedoor_errors_total", "kind" => kind.label()).increment(1);
+}
+
+/// A tunnel session started; `open` sessions are open now.
+pub fn tunnel_session(open: usize) {
+    counter!("onedoor_tunnel_sessions_total").increment(1);
+    tunnel_session_gauge(open);
+}
+
+/// Set the open-tunnel-sessions gauge.
+pub fn tunnel_session_gauge(open: usize) {
+    gauge!("onedoor_tunnel_sessions").set(open as f64);
+}
+
+/// TLS to serve's own name that did not authenticate as a client, by
+/// reason (`not_a_hello`, `unknown_token`, `timeout`, `closed`, `io`).
+pub fn tunnel_rejected(reason: &'static str) {
+    counter!("onedoor_tunnel_rejected_total", "reason" => reason).increment(1);
+}
+
+/// A tunnel stream, UDP flow or bind refused by the client's allow-list.
+pub fn tunnel_stream_refused() {
+    counter!("onedoor_tunnel_streams_refused_total").increment(1);
+}
+
+/// A tunnel session cut because its client was removed (or its token
+/// changed).
+pub fn tunnel_session_cut() {
+    counter!("onedoor_tunnel_sessions_cut_total").increment(1);
 }
 
 /// Record how long sniffing took.
@@ -141,6 +177,20 @@ pub async fn install(addr: SocketAddr) -> anyhow::Result<()> {
         "Time from accept to a routing decision."
     );
     describe_gauge!("onedoor_open_connections", "Connections open now.");
+    describe_counter!("onedoor_tunnel_sessions_total", "Tunnel sessions started.");
+    describe_gauge!("onedoor_tunnel_sessions", "Tunnel sessions open now.");
+    describe_counter!(
+        "onedoor_tunnel_rejected_total",
+        "TLS connections to serve's own names that did not authenticate, by reason."
+    );
+    describe_counter!(
+        "onedoor_tunnel_streams_refused_total",
+        "Tunnel streams, UDP flows and binds refused by the allow-list."
+    );
+    describe_counter!(
+        "onedoor_tunnel_sessions_cut_total",
+        "Tunnel sessions cut because their client was removed."
+    );
     describe_gauge!(
         "onedoor_pending_connections",
         "Connections still being sniffed."

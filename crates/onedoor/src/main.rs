@@ -23,6 +23,8 @@ fn main() -> ExitCode {
             cli::serve::run(*a, sub)
         }
         cli::Command::Probe(a) => cli::probe::run(*a),
+        // Exit codes 3-5 of its own (see `onedoor connect --help`).
+        cli::Command::Connect(a) => return cli::connect::run(*a),
         cli::Command::Init(a) => cli::init::run(a),
         cli::Command::Client(a) => cli::client::run(a),
         cli::Command::Lab(a) => cli::lab::run(a),

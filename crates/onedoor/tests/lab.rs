@@ -72,6 +72,8 @@ fn assert_nothing_left(instance: Instance) {
         serve_pids(&plan).is_empty(),
         "an `onedoor serve` of instance {instance} outlived its lab"
     );
+    let dir = onedoor_lab::runtime_dir(instance);
+    assert!(!dir.exists(), "{} was left behind", dir.display());
 }
 
 /// Pids of `onedoor serve` processes listening for `plan`'s internet.
@@ -172,6 +174,10 @@ fn story(test: &str, policy: Policy, n: u8) {
         assert_eq!(via["path"], "through-proxy");
     }
 
+    // The first chapter: the probe's map of the doors, checked against
+    // the policy, whole in the JSON.
+    check_map(test, policy, &run["map"], &stderr);
+
     // The narration tells it in words.
     assert!(
         stderr.contains("Verdict: The router blocked door 22"),
@@ -179,13 +185,104 @@ fn story(test: &str, policy: Policy, n: u8) {
     );
     assert!(stderr.contains("$ onedoor serve -l "), "{stderr}");
 
-    // The report: one self-contained page.
+    // The report: one self-contained page, with the probe's own picture
+    // of the house and its doors.
     let html = std::fs::read_to_string(&report).expect("the report was written");
     let _ = std::fs::remove_file(&report);
     assert!(html.contains("<svg") && html.contains(policy.name()));
+    assert!(html.contains("First, the map of the doors"), "{test}");
+    assert!(
+        html.contains("65,535 doors to the outside, one square each"),
+        "{test}: the probe's house picture is embedded"
+    );
     assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("https://"));
 
     assert_nothing_left(instance);
+}
+
+/// What the story's map (top100 TCP, UDP 53,123,443,1194) must show under
+/// `policy`: the TCP doors open, intercepted, rejected and filtered, and
+/// the state of every UDP door; and the map in words.
+fn expected_map(policy: Policy) -> ([&'static str; 2], [usize; 2], &'static str, &'static str) {
+    // ([open, intercepted], [rejected, filtered], udp state, words)
+    match policy {
+        Policy::Web => (
+            ["80,443", ""],
+            [0, 98],
+            "no-reply",
+            "doors 80 and 443 are open; 98 others are dropped; UDP 53, 123, 443 and 1194: no reply",
+        ),
+        Policy::HttpsOnly => (
+            ["443", ""],
+            [0, 99],
+            "no-reply",
+            "door 443 is open; 99 others are dropped; UDP 53, 123, 443 and 1194: no reply",
+        ),
+        Policy::WebReject => (
+            ["80,443", ""],
+            [98, 0],
+            "rejected",
+            "doors 80 and 443 are open; 98 others are refused; UDP 53, 123, 443 and 1194: refused",
+        ),
+        Policy::Intercept => (
+            ["443", "80"],
+            [0, 98],
+            "no-reply",
+            "door 443 is open; door 80 is intercepted; 98 others are dropped; \
+             UDP 53, 123, 443 and 1194: no reply",
+        ),
+        Policy::ProxyOnly => (
+            ["", ""],
+            [0, 100],
+            "no-reply",
+            "no door is open straight; all 100 are dropped; UDP 53, 123, 443 and 1194: no reply",
+        ),
+    }
+}
+
+fn check_map(test: &str, policy: Policy, map: &serde_json::Value, stderr: &str) {
+    let ([open, intercepted], [rejected, filtered], udp, words) = expected_map(policy);
+    assert_eq!(map["ok"], true, "{test}: {map}\n{stderr}");
+    assert_eq!(map["mismatches"], serde_json::json!([]), "{test}");
+    assert_eq!(map["words"], words, "{test}");
+    // The probe's own JSON, whole: it reads back as the probe's schema.
+    let probe: onedoor_proto::report::json::ProbeJson =
+        serde_json::from_value(map["probe"].clone()).expect("the probe's JSON");
+    assert_eq!(probe.tcp.probed.count, 100);
+    assert_eq!(probe.tcp.open.ports, open, "{test}");
+    assert_eq!(probe.tcp.intercepted.ports, intercepted, "{test}");
+    assert_eq!(probe.tcp.rejected.count, rejected, "{test}");
+    assert_eq!(probe.tcp.filtered.count, filtered, "{test}");
+    assert_eq!(probe.udp.probed.ports, "53,123,443,1194");
+    let udp_group = match udp {
+        "rejected" => &probe.udp.rejected,
+        _ => &probe.udp.no_reply,
+    };
+    assert_eq!(udp_group.ports, "53,123,443,1194", "{test}: UDP");
+    if !open.is_empty() {
+        assert!(
+            probe.tcp.open.reasons.iter().all(|r| r.code == "verified"),
+            "{test}: open means verified by the server's key"
+        );
+    }
+    // Told first, in words, with the commands that made it.
+    let told = stderr
+        .find(&format!("✓ the map: {words} (as policy {policy} says)"))
+        .unwrap_or_else(|| panic!("{test}: the map is not told:\n{stderr}"));
+    let tried = stderr.find("straight through the router").unwrap();
+    assert!(told < tried, "{test}: the map comes first");
+    assert!(stderr.contains("$ onedoor init --state-dir "), "{stderr}");
+    assert!(
+        stderr.contains("--reflect tcp:top100,udp:53,123,443,1194"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(in the house)"), "{stderr}");
+    // Fast: about a second for the map.
+    assert!(
+        map["ms"].as_u64().unwrap() < 10_000,
+        "{test}: the map took {} ms",
+        map["ms"]
+    );
 }
 
 #[test]
@@ -285,6 +382,17 @@ fn sigterm_while_knocking_on_doors() {
         "sigterm_while_knocking_on_doors",
         210,
         "straight through the router",
+        Signal::SIGTERM,
+        "SIGTERM",
+    );
+}
+
+#[test]
+fn sigterm_while_mapping_the_doors() {
+    interrupted(
+        "sigterm_while_mapping_the_doors",
+        214,
+        "--reflect tcp:top100",
         Signal::SIGTERM,
         "SIGTERM",
     );

@@ -117,13 +117,13 @@ pub struct ServeLayer {
     pub state_dir: Option<At<String>>,
     /// `drain-timeout`.
     pub drain_timeout: Option<At<String>>,
-    /// `tunnel` (a later issue).
+    /// `tunnel`.
     pub tunnel: Option<At<bool>>,
-    /// `fallback` (a later issue).
+    /// `fallback`.
     pub fallback: Option<At<String>>,
-    /// `cert` (a later issue).
+    /// `cert`.
     pub cert: Option<At<String>>,
-    /// `key` (a later issue).
+    /// `key`.
     pub key: Option<At<String>>,
     /// `reflect` (a later issue).
     pub reflect: Option<At<String>>,
@@ -380,24 +380,6 @@ impl ServeLayer {
             what,
         };
 
-        // Features of later issues: refuse clearly rather than ignore.
-        for (key, origin) in [
-            (
-                "tunnel",
-                self.tunnel.as_ref().filter(|t| t.value).map(|t| &t.origin),
-            ),
-            ("fallback", self.fallback.as_ref().map(|t| &t.origin)),
-            ("cert", self.cert.as_ref().map(|t| &t.origin)),
-            ("key", self.key.as_ref().map(|t| &t.origin)),
-        ] {
-            if let Some(origin) = origin {
-                return Err(err(
-                    origin,
-                    format!("`{key}` is not available in this version of onedoor yet (it arrives with the tunnel)"),
-                ));
-            }
-        }
-
         let listen = match self.listen {
             None => vec![HostPort::new("0.0.0.0", 443)],
             Some(list) => list
@@ -433,12 +415,19 @@ impl ServeLayer {
             }
         }
         routes.extend(catch_all);
-        if routes.is_empty() && self.reflect.is_none() {
+        let tunnel = self.tunnel.as_ref().is_some_and(|t| t.value);
+        if routes.is_empty() && self.reflect.is_none() && !tunnel {
             return Err(err(
                 &Origin::Flag("--route"),
-                "no route: give at least one of --ssh, --tls, --http, --openvpn, --socks5, --anyprot or --route (or the same keys in the config file)".into(),
+                "no route: give at least one of --ssh, --tls, --http, --openvpn, --socks5, --anyprot or --route, or --tunnel (or the same keys in the config file)".into(),
             ));
         }
+        let (fallback, cert) = tunnel_keys(
+            tunnel,
+            self.fallback.as_ref(),
+            self.cert.as_ref(),
+            self.key.as_ref(),
+        )?;
 
         let timeout = duration(self.timeout.as_ref(), "timeout", Duration::from_secs(2))?;
         let drain_timeout = duration(
@@ -550,8 +539,72 @@ impl ServeLayer {
             state_dir: self.state_dir.map(|a| PathBuf::from(a.value)),
             drain_timeout,
             reflect,
+            tunnel,
+            fallback,
+            cert,
         })
     }
+}
+
+/// `fallback`, `cert` and `key`: meaningful only with `tunnel`; `cert` and
+/// `key` go together.
+fn tunnel_keys(
+    tunnel: bool,
+    fallback: Option<&At<String>>,
+    cert: Option<&At<String>>,
+    key: Option<&At<String>>,
+) -> Result<(Option<HostPort>, Option<CertFiles>), ConfigError> {
+    let err = |origin: &Origin, what: String| ConfigError {
+        origin: origin.clone(),
+        what,
+    };
+    if !tunnel {
+        for (name, a) in [("fallback", fallback), ("cert", cert), ("key", key)] {
+            if let Some(a) = a {
+                return Err(err(
+                    &a.origin,
+                    format!("`{name}` is for the tunnel: it needs `tunnel = true` (--tunnel)"),
+                ));
+            }
+        }
+        return Ok((None, None));
+    }
+    let fallback = match fallback {
+        None => None,
+        Some(a) => Some(a.value.parse::<HostPort>().map_err(|e| {
+            err(
+                &a.origin,
+                format!("`fallback`: {e} (HOST:PORT of an HTTP server, e.g. 127.0.0.1:8080)"),
+            )
+        })?),
+    };
+    let path = |a: &At<String>, name: &str| {
+        if a.value.trim().is_empty() {
+            Err(err(&a.origin, format!("`{name}`: empty path")))
+        } else {
+            Ok(PathBuf::from(&a.value))
+        }
+    };
+    let cert = match (cert, key) {
+        (None, None) => None,
+        (Some(c), Some(k)) => Some(CertFiles {
+            cert: path(c, "cert")?,
+            key: path(k, "key")?,
+        }),
+        (Some(a), None) => {
+            return Err(err(
+                &a.origin,
+                "`cert` needs `key` (the certificate's private key) as well".into(),
+            ))
+        }
+        (None, Some(a)) => {
+            return Err(err(
+                &a.origin,
+                "`key` needs `cert` (the certificate chain) as well".into(),
+            ))
+        }
+    };
+    Ok((fallback, cert))
 }
 
 fn duration(a: Option<&At<String>>, key: &str, default: Duration) -> Result<Duration, ConfigError> {
@@ -628,6 +681,24 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// Answer probe hellos on these doors (`--reflect`).
     pub reflect: Option<ReflectSpec>,
+    /// Host the tunnel (`--tunnel`): TLS for serve's own names is
+    /// terminated here and authenticated clients get a session.
+    pub tunnel: bool,
+    /// Where TLS connections that do not authenticate as a client are
+    /// relayed, decrypted (`--fallback`, an HTTP server); `None`: closed.
+    pub fallback: Option<HostPort>,
+    /// A certificate chain and key to present instead of the identity's
+    /// self-signed certificate (`--cert`, `--key`).
+    pub cert: Option<CertFiles>,
+}
+
+/// `--cert` and `--key`: PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key of the leaf.
+    pub key: PathBuf,
 }
 
 /// What changes in the set of listeners when the config is reloaded: a pure
@@ -723,7 +794,12 @@ drain-timeout = "3s"
                 "trusted-proxy",
             ),
             ("ssh = \"a:1\"\ntimeout = 5\n", 2, "timeout"),
-            ("ssh = \"a:1\"\ntunnel = true\n", 2, "tunnel"),
+            ("ssh = \"a:1\"\nfallback = \"x:1\"\n", 2, "fallback"),
+            ("tunnel = true\nfallback = \"nohost\"\n", 2, "fallback"),
+            ("tunnel = true\n\ncert = \"c.pem\"\n", 3, "key"),
+            ("tunnel = true\nkey = \"k.pem\"\n", 2, "cert"),
+            ("ssh = \"a:1\"\ncert = \"c\"\nkey = \"k\"\n", 2, "cert"),
+            ("tunnel = 1\n", 1, "tunnel"),
         ] {
             let e = file(text).unwrap_err();
             let msg = e.to_string();
@@ -733,6 +809,34 @@ drain-timeout = "3s"
             );
             assert!(msg.contains(key), "{text:?} -> {msg}");
         }
+    }
+
+    #[test]
+    fn tunnel_keys() {
+        let c = file(
+            "tunnel = true\nfallback = \"127.0.0.1:8080\"\ncert = \"/etc/c.pem\"\nkey = \"/etc/k.pem\"\n",
+        )
+        .unwrap();
+        assert!(c.tunnel && c.routes.is_empty());
+        assert_eq!(c.fallback, Some(HostPort::new("127.0.0.1", 8080)));
+        let files = c.cert.unwrap();
+        assert_eq!(files.cert, PathBuf::from("/etc/c.pem"));
+        assert_eq!(files.key, PathBuf::from("/etc/k.pem"));
+        let c = file("ssh = \"127.0.0.1:22\"\ntunnel = true\n").unwrap();
+        assert!(c.tunnel && c.fallback.is_none() && c.cert.is_none());
+        let c = file("ssh = \"127.0.0.1:22\"\ntunnel = false\n").unwrap();
+        assert!(!c.tunnel);
+        // Flags: the error names the flag.
+        let flags = ServeLayer {
+            tunnel: Some(At::flag("--tunnel", true)),
+            cert: Some(At::flag("--cert", "c.pem".into())),
+            ..Default::default()
+        };
+        let e = flags.validate().unwrap_err();
+        assert!(e.to_string().starts_with("--cert:"), "{e}");
+        // Without the tunnel nothing is left to route.
+        let e = file("tunnel = false\n").unwrap_err();
+        assert!(e.to_string().contains("no route"), "{e}");
     }
 
     #[test]

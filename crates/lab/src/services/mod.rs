@@ -36,10 +36,12 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct Services {
     tasks: JoinSet<()>,
-    /// Where the library listens (inside the internet namespace).
-    pub library: SocketAddr,
-    /// Where the website listens (inside the internet namespace).
-    pub website: SocketAddr,
+    /// Where the library listens (inside the internet namespace), if
+    /// this set has the internet's services.
+    pub library: Option<SocketAddr>,
+    /// Where the website listens (inside the internet namespace), if
+    /// this set has the internet's services.
+    pub website: Option<SocketAddr>,
 }
 
 /// Where to put the library.
@@ -101,25 +103,17 @@ impl Services {
     /// Open every service the lab's policy needs. Must be called on a
     /// tokio runtime.
     pub async fn start(lab: &Lab, place: LibraryPlace) -> io::Result<Services> {
+        let mut s = Services::router(lab).await?;
+        s.open_internet(lab, place).await?;
+        Ok(s)
+    }
+
+    /// Open only the router's services the policy needs (the captive
+    /// portal, the proxy): the internet's doors stay free, e.g. for the
+    /// probe's reflector. Must be called on a tokio runtime.
+    pub async fn router(lab: &Lab) -> io::Result<Services> {
         let plan = lab.plan();
-        let any = |port| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-        let library = match place {
-            LibraryPlace::Door22 => any(ports::LIBRARY),
-            LibraryPlace::BehindSshd => {
-                SocketAddr::from((Ipv4Addr::LOCALHOST, ports::LIBRARY_BEHIND_SSHD))
-            }
-        };
-        let website = any(ports::WEBSITE);
         let mut tasks = JoinSet::new();
-
-        let l = tokio_listener(lab.tcp_listener(Role::Internet, library)?)?;
-        tasks.spawn(accept_loop(l, library::session));
-        let l = tokio_listener(lab.tcp_listener(Role::Internet, website)?)?;
-        tasks.spawn(accept_loop(l, |s| web::session(s, web::Page::Website)));
-        let u = lab.udp_socket(Role::Internet, any(ports::CROSSWORDS))?;
-        u.set_nonblocking(true)?;
-        tasks.spawn(crosswords(UdpSocket::from_std(u)?));
-
         if lab.policy().has_portal() {
             let l = tokio_listener(lab.tcp_listener(Role::Router, plan.portal().into())?)?;
             tasks.spawn(accept_loop(l, |s| web::session(s, web::Page::Portal)));
@@ -134,9 +128,33 @@ impl Services {
         }
         Ok(Services {
             tasks,
-            library,
-            website,
+            library: None,
+            website: None,
         })
+    }
+
+    /// Add the internet's services: the library, the website and the
+    /// crosswords.
+    pub async fn open_internet(&mut self, lab: &Lab, place: LibraryPlace) -> io::Result<()> {
+        let any = |port| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+        let library = match place {
+            LibraryPlace::Door22 => any(ports::LIBRARY),
+            LibraryPlace::BehindSshd => {
+                SocketAddr::from((Ipv4Addr::LOCALHOST, ports::LIBRARY_BEHIND_SSHD))
+            }
+        };
+        let website = any(ports::WEBSITE);
+        let l = tokio_listener(lab.tcp_listener(Role::Internet, library)?)?;
+        self.tasks.spawn(accept_loop(l, library::session));
+        let l = tokio_listener(lab.tcp_listener(Role::Internet, website)?)?;
+        self.tasks
+            .spawn(accept_loop(l, |s| web::session(s, web::Page::Website)));
+        let u = lab.udp_socket(Role::Internet, any(ports::CROSSWORDS))?;
+        u.set_nonblocking(true)?;
+        self.tasks.spawn(crosswords(UdpSocket::from_std(u)?));
+        self.library = Some(library);
+        self.website = Some(website);
+        Ok(())
     }
 
     /// End every service and connection, and wait (bounded) until their

@@ -10,6 +10,7 @@
 //! saw.
 
 mod checks;
+mod map;
 pub mod narrate;
 pub mod serve;
 
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::LabError;
 use crate::lab::{Lab, LabConfig};
+use crate::map::MapPlan;
 use crate::outcome::{verdict, Attempt, Observed, Path, Run, Step};
 use crate::plan::addr::{ports, AddressPlan, Instance};
 use crate::policy::{Door, Expect, Policy};
@@ -41,6 +43,13 @@ pub struct StoryOptions {
     pub real_ssh: bool,
     /// Leave the (last) lab up until `stop`.
     pub keep: bool,
+    /// Build the lab and keep it, with nothing running inside (no
+    /// services, no serve, no story): for benchmarks and experiments.
+    /// Implies `keep`.
+    pub bare: bool,
+    /// The first chapter's map: [`MapPlan::story`] (top100 and four UDP
+    /// doors) or [`MapPlan::full`] (`--full-map`).
+    pub map: MapPlan,
 }
 
 /// How a story ended early.
@@ -103,6 +112,7 @@ pub async fn run_story(
             policy_words: policy.describe().to_owned(),
             plan: AddressPlan::new(opts.instance.unwrap_or(Instance(0))),
             ruleset: String::new(),
+            map: None,
             serve_args: Vec::new(),
             steps: Vec::new(),
             verdict: None,
@@ -137,9 +147,9 @@ pub async fn run_story(
                 return (runs, Err(e));
             }
         };
-        if opts.keep && last {
+        if (opts.keep || opts.bare) && last {
             // Not an error: --keep ends with the signal that ends the wait.
-            tell_how_to_step_in(narrator, &held);
+            tell_how_to_step_in(narrator, &held, opts.bare);
             let signal = stop.as_mut().await;
             narrator.say(format!("  {signal}: taking the lab down."));
         }
@@ -168,7 +178,7 @@ pub async fn run_story(
     (runs, Ok(()))
 }
 
-fn tell_how_to_step_in(n: &mut Narrator, held: &Held) {
+fn tell_how_to_step_in(n: &mut Narrator, held: &Held, bare: bool) {
     let p = held.lab.plan();
     n.say("");
     n.say("  The lab stays up until you press Ctrl-C (or send SIGTERM). From another terminal, step inside:");
@@ -176,6 +186,17 @@ fn tell_how_to_step_in(n: &mut Narrator, held: &Held) {
         "sudo ip netns exec {} bash            # you are in the house",
         p.house_ns
     ));
+    if bare {
+        n.detail(format!(
+            "sudo ip netns exec {} bash         # you are the server {}",
+            p.internet_ns, p.internet
+        ));
+        n.detail(format!(
+            "sudo ip netns exec {} nft list ruleset   # the router's firewall",
+            p.router_ns
+        ));
+        return;
+    }
     n.detail(format!(
         "printf 'HELLO library\\nBOOK 1\\nBYE\\n' | nc -w 3 {} 22     # door 22: blocked",
         p.internet
@@ -301,12 +322,17 @@ async fn tell(
             lab.cleaned_leftovers().join(", ")
         ));
     }
-    let mut held = Held {
+    let held = Held {
         serve: None,
         sshd: None,
         services: None,
         lab,
     };
+    if opts.bare {
+        n.detail("--bare: nothing runs inside: no services, no serve, no story");
+        return Ok(held);
+    }
+    let mut held = held;
 
     // --real-ssh: is OpenSSH here?
     let openssh = if opts.real_ssh { OpenSsh::find() } else { None };
@@ -319,20 +345,37 @@ async fn tell(
         LibraryPlace::Door22
     };
 
+    // The router's own services first: the portal answers door 80 also
+    // for the map.
+    let mut services = Services::router(&held.lab)
+        .await
+        .map_err(|e| LabError::Sys {
+            what: "opening the router's services".into(),
+            source: e,
+        })?;
+    if policy.has_portal() {
+        n.detail(format!(
+            "on the router, the captive portal ({}) answers door 80",
+            plan.portal()
+        ));
+    }
+    if policy.uses_proxy() {
+        n.detail(format!("on the router, the HTTP proxy ({})", plan.proxy()));
+    }
+
+    // 0. The map of the doors.
+    let map = map::chapter(&held.lab, &opts.exe, opts.map.clone(), n).await;
+    run.map = Some(map);
+
     let mut opening = String::from("Opening the services on the internet: ");
     opening.push_str(match place {
         LibraryPlace::Door22 => "the library (door 22)",
         LibraryPlace::BehindSshd => "a real sshd (door 22), the library (inside only)",
     });
     opening.push_str(", the crosswords (UDP door 1194), the website (door 80)");
-    if policy.has_portal() {
-        opening.push_str("; on the router, the captive portal");
-    }
-    if policy.uses_proxy() {
-        opening.push_str("; on the router, the HTTP proxy");
-    }
     n.begin(opening);
-    let services = Services::start(&held.lab, place)
+    services
+        .open_internet(&held.lab, place)
         .await
         .map_err(|e| LabError::Sys {
             what: "opening the services".into(),
@@ -553,7 +596,29 @@ async fn tell(
 }
 
 fn finish(policy: Policy, n: &mut Narrator, run: &mut Run) {
-    let v = verdict(policy, &run.steps);
+    let mut v = verdict(policy, &run.steps);
+    match &run.map {
+        Some(m) if !m.ok => {
+            v = crate::outcome::Verdict {
+                holds: false,
+                text: match &m.error {
+                    Some(e) => format!(
+                        "The story did not hold under policy {policy}: the probe's map \
+                         could not be made: {e}."
+                    ),
+                    None => format!(
+                        "The story did not hold under policy {policy}: the probe's map was {}.",
+                        m.judgement(policy)
+                    ),
+                },
+            };
+        }
+        Some(m) if v.holds => {
+            v.text
+                .push_str(&format!(" The probe's map had said so first: {}.", m.words));
+        }
+        _ => {}
+    }
     n.say("");
     n.say(format!(
         "  Verdict{}: {}",

@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -93,18 +94,40 @@ impl ServeProcess {
     ///
     /// Spawn from a long-lived thread (see [`Lab::command`]).
     pub fn start(lab: &Lab, exe: &Path, setup: &ServeSetup) -> Result<ServeProcess, String> {
+        ServeProcess::spawn(lab, exe, &serve_args(setup), setup.listen, None)
+    }
+
+    /// Spawn `exe ARGS…` (a `serve` command line) inside the internet
+    /// namespace and wait, bounded by [`START_TIMEOUT`], until `listen`
+    /// accepts a connection and, if `ready` is given, serve has logged a
+    /// line containing it (e.g. the reflector's "answering probe hellos",
+    /// logged once its last door is bound).
+    pub fn spawn(
+        lab: &Lab,
+        exe: &Path,
+        args: &[String],
+        listen: SocketAddr,
+        ready: Option<&'static str>,
+    ) -> Result<ServeProcess, String> {
         let started = Instant::now();
-        let mut child = lab
-            .command(Role::Internet, exe)
-            .args(serve_args(setup))
+        let mut cmd = lab.command(Role::Internet, exe);
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        if ready.is_some() {
+            // The marker is an info line: make sure it is logged.
+            let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+            cmd.env("RUST_LOG", format!("{level},onedoor::cli::serve=info"));
+        }
+        let mut child = cmd
             .spawn()
             .map_err(|e| format!("could not start {}: {e}", exe.display()))?;
         let log = Arc::new(Mutex::new(VecDeque::new()));
+        let seen = Arc::new(AtomicBool::new(ready.is_none()));
         if let Some(stderr) = child.stderr.take() {
             let log = Arc::clone(&log);
+            let seen = Arc::clone(&seen);
             // Ends when serve closes its stderr, i.e. when it exits.
             let _ = std::thread::Builder::new()
                 .name("serve-log".into())
@@ -112,6 +135,9 @@ impl ServeProcess {
                     for line in BufReader::new(stderr).lines() {
                         let Ok(line) = line else { break };
                         tracing::debug!(target: "onedoor_lab::serve", "{line}");
+                        if ready.is_some_and(|r| line.contains(r)) {
+                            seen.store(true, Ordering::Release);
+                        }
                         let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
                         if log.len() == LOG_LINES {
                             log.pop_front();
@@ -125,7 +151,6 @@ impl ServeProcess {
             log,
             startup: Duration::ZERO,
         };
-        let listen = setup.listen;
         loop {
             if let Some(status) = me.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 // Give the log thread a moment to collect the last words.
@@ -135,19 +160,24 @@ impl ServeProcess {
                     me.log_tail()
                 ));
             }
-            let up = lab
-                .run_in(Role::Internet, || {
-                    std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(200))
-                        .is_ok()
-                })
-                .map_err(|e| format!("entering the internet: {e}"))?;
+            let up = seen.load(Ordering::Acquire)
+                && lab
+                    .run_in(Role::Internet, || {
+                        std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(200))
+                            .is_ok()
+                    })
+                    .map_err(|e| format!("entering the internet: {e}"))?;
             if up {
                 me.startup = started.elapsed();
                 return Ok(me);
             }
             if started.elapsed() > START_TIMEOUT {
                 return Err(format!(
-                    "onedoor serve did not listen on {listen} within {} s{}",
+                    "onedoor serve did not {} within {} s{}",
+                    match ready {
+                        Some(r) => format!("listen on {listen} and log `{r}`"),
+                        None => format!("listen on {listen}"),
+                    },
                     START_TIMEOUT.as_secs(),
                     me.log_tail()
                 ));

@@ -167,6 +167,14 @@ impl Drop for InstanceLock {
     }
 }
 
+/// The runtime directory of `instance`, `/run/onedoor-lab/instance-N.d`,
+/// for what a run keeps on disk while it lasts (the throwaway server
+/// identity of the probe's map). Removed by the run, and with the rest of
+/// a killed run's leftovers.
+pub fn runtime_dir(instance: Instance) -> PathBuf {
+    Path::new(STATE_DIR).join(format!("instance-{}.d", instance.0))
+}
+
 /// Namespaces under `/run/netns` that belong to `instance`.
 fn namespaces_of(instance: Instance) -> Vec<String> {
     let names = netns::list().unwrap_or_default();
@@ -208,6 +216,10 @@ fn remove_instance(instance: Instance) -> (Vec<String>, Vec<String>) {
         if netns::remove(&name).is_ok() {
             removed.push(name);
         }
+    }
+    let dir = runtime_dir(instance);
+    if dir.exists() && fs::remove_dir_all(&dir).is_ok() {
+        removed.push(dir.display().to_string());
     }
     (removed, others)
 }

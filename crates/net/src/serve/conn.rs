@@ -70,6 +70,16 @@ pub(crate) async fn handle(
             // A replayed or stale hello: whatever any other bytes would get.
             _ => conclude(live.router.decide_routes(&buf, false, false)),
         },
+        // TLS for one of serve's own names: the tunnel (or its fallback).
+        Sniffed::Onedoor(Own::Tls) if live.config.tunnel && shared.tunnel.is_some() => {
+            if let Some(tunnel) = shared.tunnel.clone() {
+                tracing::Span::current().record("route", "tunnel");
+                tunnel
+                    .handle(stream, buf, client, live.config.fallback.clone())
+                    .await;
+            }
+            return;
+        }
         other => other,
     };
     let route = match sniffed {

@@ -10,6 +10,7 @@ mod accept;
 mod conn;
 pub mod pending;
 pub mod reflect;
+pub mod tunnel;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -40,9 +41,22 @@ pub struct Live {
 impl Live {
     /// Prepare a config for use; `probe` is the reflector's key, if any.
     pub fn new(config: ServeConfig, probe: Option<&onedoor_proto::probe::ProbeKey>) -> Self {
+        Live::with_tunnel(config, probe, None)
+    }
+
+    /// [`Live::new`], with the tunnel's own TLS names recognised when the
+    /// config has `tunnel`.
+    pub fn with_tunnel(
+        config: ServeConfig,
+        probe: Option<&onedoor_proto::probe::ProbeKey>,
+        tunnel: Option<&tunnel::Tunnel>,
+    ) -> Self {
         let mut router = Router::new(config.routes.clone());
         if config.reflect.is_some() {
             router.own.probe = probe.cloned();
+        }
+        if let (true, Some(t)) = (config.tunnel, tunnel) {
+            (router.own.names, router.own.no_sni) = t.own_traffic(&config.routes);
         }
         let labels = config.routes.iter().map(|r| r.label()).collect();
         Live {
@@ -66,6 +80,8 @@ pub(crate) struct Shared {
     pub(crate) stopping: CancellationToken,
     /// The probe reflector, with `--reflect`.
     pub(crate) reflector: Option<Arc<reflect::Reflector>>,
+    /// The tunnel, with `--tunnel`.
+    pub(crate) tunnel: Option<Arc<tunnel::Tunnel>>,
 }
 
 /// A running one-door server.
@@ -79,7 +95,22 @@ impl Server {
     /// A server with `config` and no listener yet. `reflector` answers
     /// probe hellos when the config has `reflect`.
     pub fn new(config: ServeConfig, reflector: Option<Arc<reflect::Reflector>>) -> Self {
-        let live = Live::new(config, reflector.as_ref().map(|r| r.key()));
+        Server::with_tunnel(config, reflector, None)
+    }
+
+    /// [`Server::new`], hosting `tunnel` while the config has `tunnel`.
+    /// With a tunnel, must be called inside the tokio runtime: it starts
+    /// the task that watches the client registry.
+    pub fn with_tunnel(
+        config: ServeConfig,
+        reflector: Option<Arc<reflect::Reflector>>,
+        tunnel: Option<Arc<tunnel::Tunnel>>,
+    ) -> Self {
+        let live = Live::with_tunnel(
+            config,
+            reflector.as_ref().map(|r| r.key()),
+            tunnel.as_deref(),
+        );
         let c = &live.config;
         let shared = Shared {
             connections: Arc::new(Semaphore::new(c.max_connections)),
@@ -89,8 +120,12 @@ impl Server {
             tracker: TaskTracker::new(),
             stopping: CancellationToken::new(),
             reflector,
+            tunnel,
             live: ArcSwap::from_pointee(live),
         };
+        if let Some(t) = &shared.tunnel {
+            tokio::spawn(t.clone().watch(shared.stopping.child_token()));
+        }
         Server {
             shared: Arc::new(shared),
             listeners: Arc::default(),
@@ -132,7 +167,11 @@ impl Server {
     /// accepted under; listeners are changed by the caller (see
     /// `onedoor_proto::config::listener_changes`).
     pub fn reload(&self, config: ServeConfig) {
-        let new = Live::new(config, self.shared.reflector.as_ref().map(|r| r.key()));
+        let new = Live::with_tunnel(
+            config,
+            self.shared.reflector.as_ref().map(|r| r.key()),
+            self.shared.tunnel.as_deref(),
+        );
         let c = &new.config;
         self.shared.pending.set_max(c.max_pending);
         *self.shared.rate.lock().expect("rate lock") = c.rate.map(RateLimiter::new);
@@ -176,6 +215,11 @@ impl Server {
                     .run_udp_redirected(socket, self.shared.stopping.child_token()),
             );
         }
+    }
+
+    /// The tunnel, with `--tunnel`.
+    pub fn tunnel(&self) -> Option<&Arc<tunnel::Tunnel>> {
+        self.shared.tunnel.as_ref()
     }
 
     /// Connections open now.

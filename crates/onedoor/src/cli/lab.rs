@@ -16,7 +16,7 @@ use crate::exit::{Failure, Outcome};
 Everything it makes lives in network namespaces named onedoor-* in 198.18.0.0/15, \
 and is removed at the end, also on Ctrl-C and SIGTERM.\n\n\
 Examples:\n  sudo onedoor lab\n  sudo onedoor lab --policy all --report lab.html\n  \
-sudo onedoor lab --policy proxy-only --keep")]
+sudo onedoor lab --policy proxy-only --keep\n  sudo onedoor lab --policy web --full-map")]
 pub(crate) struct LabArgs {
     /// The router's egress policy: web, https-only, web-reject, intercept,
     /// proxy-only, or all (one story each) [default: all; web with --keep].
@@ -34,12 +34,20 @@ pub(crate) struct LabArgs {
     keep: bool,
     /// Remove what killed labs left behind (live labs are left alone), then
     /// exit.
-    #[arg(long, conflicts_with_all = ["keep", "report", "real_ssh", "instance"])]
+    #[arg(long, conflicts_with_all = ["keep", "bare", "report", "real_ssh", "instance", "full_map"])]
     clean: bool,
     /// Put the machine's real sshd behind door 22 and log in with the real
     /// ssh through door 443 (needs OpenSSH installed).
     #[arg(long)]
     real_ssh: bool,
+    /// Build the lab and keep it up with nothing running inside (no
+    /// services, no serve, no story), for benchmarks and experiments.
+    #[arg(long, conflicts_with_all = ["report", "real_ssh", "full_map"])]
+    bare: bool,
+    /// Map all 65,535 TCP doors in the first chapter instead of the 100
+    /// most useful ones (a few seconds more per policy).
+    #[arg(long)]
+    full_map: bool,
     /// Use lab instance N (0-255: names onedoor-*-N, addresses 198.18.N.0/24
     /// and 198.19.N.0/24). Default: the lowest free one.
     #[arg(long, value_name = "N")]
@@ -71,14 +79,14 @@ impl LabArgs {
     fn policies(&self) -> Vec<Policy> {
         match &self.policy {
             Some(p) => p.0.clone(),
-            None if self.keep => vec![Policy::Web],
+            None if self.keep || self.bare => vec![Policy::Web],
             None => Policy::ALL.to_vec(),
         }
     }
 }
 
 pub(crate) fn run(args: LabArgs) -> Outcome {
-    if args.keep && args.policies().len() > 1 {
+    if (args.keep || args.bare) && args.policies().len() > 1 {
         return Err(Failure::Usage(anyhow!(
             "--keep keeps one lab up: choose one --policy, not all"
         )));
@@ -128,6 +136,12 @@ mod imp {
             exe,
             real_ssh: args.real_ssh,
             keep: args.keep,
+            bare: args.bare,
+            map: if args.full_map {
+                onedoor_lab::MapPlan::full()
+            } else {
+                onedoor_lab::MapPlan::story()
+            },
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -166,7 +180,7 @@ mod imp {
                 Err(Failure::Usage(anyhow!("--instance: {e}")))
             }
             Err(e) => Err(Failure::Runtime(anyhow!(e))),
-            Ok(()) if report.ok => Ok(()),
+            Ok(()) if report.ok || args.bare => Ok(()),
             Ok(()) => {
                 let failed: Vec<&str> = report
                     .runs

@@ -2,6 +2,7 @@
 //! its `run`.
 
 pub(crate) mod client;
+pub(crate) mod connect;
 pub(crate) mod init;
 pub(crate) mod lab;
 pub(crate) mod probe;
@@ -30,6 +31,8 @@ pub(crate) enum Command {
     /// Map which outgoing doors (ports) this network lets through, verified
     /// against your own onedoor server.
     Probe(Box<probe::ProbeArgs>),
+    /// The tunnel: -L, -R, -D (SOCKS5), -W through one door.
+    Connect(Box<connect::ConnectArgs>),
     /// Create the server identity and a first client.
     Init(init::InitArgs),
     /// Manage the clients allowed through the tunnel.

@@ -101,17 +101,22 @@ pub(crate) struct ServeArgs {
     /// On SIGTERM, wait this long for live connections [default: 10s].
     #[arg(long, value_name = "DURATION")]
     drain_timeout: Option<String>,
-    /// Host the onedoor tunnel on this port (arrives with `onedoor connect`).
-    #[arg(long, hide = true)]
+    /// Host the `onedoor connect` tunnel on these doors: TLS for the server's
+    /// own name (or without SNI, unless a --tls route takes it) is
+    /// terminated here (needs the identity from `onedoor init`).
+    #[arg(long)]
     tunnel: bool,
-    /// Where unauthenticated tunnel attempts go (arrives with the tunnel).
-    #[arg(long, value_name = "ADDR", hide = true)]
+    /// With --tunnel: an HTTP server (HOST:PORT, plain HTTP) that gets,
+    /// decrypted, every TLS connection to our name that is not a client, so
+    /// scanners see that website. Default: close them.
+    #[arg(long, value_name = "ADDR")]
     fallback: Option<String>,
-    /// TLS certificate for the tunnel (arrives with the tunnel).
-    #[arg(long, value_name = "FILE", hide = true)]
+    /// With --tunnel: a certificate chain (PEM) to present instead of the
+    /// identity's self-signed one; its DNS names become serve's own names.
+    #[arg(long, value_name = "FILE")]
     cert: Option<String>,
-    /// TLS key for the tunnel (arrives with the tunnel).
-    #[arg(long, value_name = "FILE", hide = true)]
+    /// With --tunnel: the private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE")]
     key: Option<String>,
     /// Answer `onedoor probe` on these doors, e.g. 'tcp:1-1024,udp:53,123,443'
     /// (needs the identity from `onedoor init`). Only hellos sealed with
@@ -222,7 +227,11 @@ async fn serve(args: ServeArgs, flags: ServeLayer, config: ServeConfig) -> Outco
         ))),
         None => None,
     };
-    let server = Server::new(config.clone(), reflector);
+    let tunnel = match config.tunnel {
+        true => Some(tunnel_setup(&config).map_err(Failure::Usage)?),
+        false => None,
+    };
+    let server = Server::with_tunnel(config.clone(), reflector, tunnel);
 
     // systemd socket activation takes the place of `listen`.
     let mut fds = listenfd::ListenFd::from_env();
@@ -267,7 +276,10 @@ async fn serve(args: ServeArgs, flags: ServeLayer, config: ServeConfig) -> Outco
 
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&server, args.config.as_deref(), &flags, activated),
+            _ = hup.recv() => {
+                reload(&server, args.config.as_deref(), &flags, activated);
+                tunnel_reload(&server).await;
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -305,6 +317,82 @@ fn load_identity(state_dir: Option<&Path>) -> anyhow::Result<onedoor_proto::prob
     tracing::info!(fingerprint = %identity.fingerprint(), "server identity");
     Ok(identity.signing_key)
 }
+
+// --- The tunnel (`--tunnel`, `--fallback`, `--cert`, `--key`) -------------
+
+/// The tunnel: the identity and client registry from the state dir, TLS
+/// with the identity's certificate (or `--cert`/`--key`).
+fn tunnel_setup(config: &ServeConfig) -> anyhow::Result<Arc<onedoor_net::serve::tunnel::Tunnel>> {
+    use onedoor_net::serve::tunnel::{Tunnel, TunnelOptions, TunnelTls, ALPN_HTTP1, ALPN_WEB};
+    use onedoor_net::state::StateDir;
+    let path = match config.state_dir.as_deref() {
+        Some(p) => p.to_path_buf(),
+        None => StateDir::default_path()
+            .ok_or_else(|| anyhow!("--tunnel: no state dir: give --state-dir"))?,
+    };
+    let state = StateDir::open(&path).map_err(|e| {
+        anyhow!(
+            "--tunnel needs the server identity in {}: {e} (run `onedoor init` first)",
+            path.display()
+        )
+    })?;
+    let identity = state
+        .identity()
+        .map_err(|e| anyhow!("--tunnel: {}: {e}", path.display()))?;
+    let files = match &config.cert {
+        None => None,
+        Some(f) => {
+            let cert =
+                std::fs::read(&f.cert).with_context(|| format!("--cert {}", f.cert.display()))?;
+            let key =
+                std::fs::read(&f.key).with_context(|| format!("--key {}", f.key.display()))?;
+            Some((cert, key))
+        }
+    };
+    // A fallback is assumed to speak HTTP/1.1 only: a client that got `h2`
+    // would send it the HTTP/2 preface.
+    let alpn = match config.fallback {
+        Some(_) => ALPN_HTTP1,
+        None => ALPN_WEB,
+    };
+    let tls = TunnelTls::new(
+        &identity,
+        files.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+        alpn,
+    )
+    .map_err(|e| match &config.cert {
+        Some(f) => anyhow!(
+            "--cert {} / --key {}: {e}",
+            f.cert.display(),
+            f.key.display()
+        ),
+        None => anyhow!("--tunnel: the identity's certificate: {e}"),
+    })?;
+    let names = tls.names.join(", ");
+    let tunnel = Tunnel::new(state, tls, TunnelOptions::default())
+        .map_err(|e| anyhow!("--tunnel: {}: {e}", path.display()))?;
+    tracing::info!(
+        fingerprint = %identity.fingerprint(),
+        names = %names,
+        fallback = ?config.fallback.as_ref().map(|f| f.to_string()),
+        "tunnel: hosting sessions"
+    );
+    Ok(tunnel)
+}
+
+/// `SIGHUP`, for the tunnel: read the client registry again (sessions of
+/// removed clients are cut). The TLS certificate stays until a restart.
+async fn tunnel_reload(server: &Server) {
+    let Some(t) = server.tunnel().cloned() else {
+        if server.config().config.tunnel {
+            tracing::warn!("reload: `tunnel` was off at start; restart serve to host the tunnel");
+        }
+        return;
+    };
+    let _ = tokio::task::spawn_blocking(move || t.refresh(true)).await;
+}
+
+// --- end of the tunnel ----------------------------------------------------
 
 /// Most ports bound one by one for `--reflect`; larger sets go through the
 /// nftables redirect to one listener.

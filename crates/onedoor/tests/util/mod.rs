@@ -796,6 +796,14 @@ impl Sshd {
         cmd
     }
 
+    /// `ssh -p PORT ... ARGS... user@HOST COMMAND`, bounded to 15 s (for
+    /// `-o ProxyCommand=...`).
+    pub(crate) fn ssh_with(&self, to: SocketAddr, args: &[&str], command: &str) -> Run {
+        let mut cmd = self.ssh_cmd(to, args);
+        cmd.arg(command);
+        run_bounded(&mut cmd, Duration::from_secs(15))
+    }
+
     /// `ssh -p PORT ... user@HOST COMMAND`, bounded to 15 s.
     pub(crate) fn ssh(&self, to: SocketAddr, command: &str) -> Run {
         let mut cmd = self.ssh_cmd(to, &[]);

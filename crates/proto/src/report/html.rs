@@ -125,6 +125,17 @@ pub fn html(report: &Report) -> String {
     out
 }
 
+/// The house picture alone: one `<svg>` element (inline, no script, no
+/// font from the network) with the roof, the server, the wall of 65,535
+/// doors coloured by state, the open and intercepted doors named, and the
+/// front doors. For pages that embed the map (the lab's report); its
+/// accessible label is the summary's headline.
+pub fn house_svg(report: &Report) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    house(&mut out, report, &summary(report).headline);
+    out
+}
+
 const CSS: &str = "\
 body{font:16px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#222;\
 background:#faf8f4;max-width:920px;margin:2em auto;padding:0 1em}\
@@ -738,5 +749,17 @@ mod tests {
         assert_eq!(prose("run `serve` now"), "run <code>serve</code> now");
         assert_eq!(prose("odd ` one"), "odd ` one");
         assert_eq!(prose("`<x>`"), "<code>&lt;x&gt;</code>");
+    }
+
+    #[test]
+    fn the_house_alone() {
+        let r = sample::web();
+        let svg = house_svg(&r);
+        assert!(svg.starts_with("<svg viewBox=\"0 0 860 "), "{}", &svg[..60]);
+        assert!(svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<svg").count(), 1);
+        assert!(svg.contains(&esc(&summary(&r).headline)));
+        assert!(html(&r).contains(&svg), "the same picture as the page's");
+        assert!(!svg.contains("<script"));
     }
 }

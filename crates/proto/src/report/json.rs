@@ -247,6 +247,115 @@ fn door(port: u16, s: &PortState) -> DoorJson {
     j
 }
 
+/// Why a document could not be read back into a [`Report`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("probe JSON: {0}")]
+pub struct FromJsonError(pub String);
+
+/// Read a document back into the [`Report`] it was made from (for a
+/// program that ran `onedoor probe --json` and wants the picture or the
+/// words of [`super::html`] and [`super::summary`]).
+///
+/// Every port's state comes back with its reason, from the stable `code`
+/// of each reason group and the `doors` details. What JSON does not keep
+/// comes back as its usual value: a filtered door's tries as
+/// [`crate::probe::MAX_TRIES`], a missing certificate as zeros.
+pub fn from_json(j: &ProbeJson) -> Result<Report, FromJsonError> {
+    let bad = |what: String| FromJsonError(what);
+    let fingerprint = j
+        .fingerprint
+        .parse::<Fingerprint>()
+        .map_err(|e| bad(format!("fingerprint: {e}")))?;
+    let address = j
+        .address
+        .as_deref()
+        .map(|a| a.parse().map_err(|e| bad(format!("address `{a}`: {e}"))))
+        .transpose()?;
+    let started = humantime::parse_rfc3339(&j.started)
+        .map_err(|e| bad(format!("started `{}`: {e}", j.started)))?;
+    Ok(Report {
+        server: j.server.clone(),
+        address,
+        fingerprint: *fingerprint.digest(),
+        started,
+        duration: std::time::Duration::from_millis(j.duration_ms),
+        settings: super::Settings {
+            timeout: std::time::Duration::from_millis(j.settings.timeout_ms),
+            concurrency: j.settings.concurrency,
+            rate_per_second: j.settings.rate_per_second,
+        },
+        tcp: doors_back(&j.tcp).map_err(|e| bad(format!("tcp: {e}")))?,
+        udp: doors_back(&j.udp).map_err(|e| bad(format!("udp: {e}")))?,
+    })
+}
+
+fn doors_back(d: &DoorsJson) -> Result<Doors, String> {
+    use crate::probe::{PortSet, Refusal, MAX_TRIES};
+    let parse = |s: &str| PortSet::parse(s).map_err(|e| format!("`{s}`: {e}"));
+    let probed = if d.probed.ports.is_empty() {
+        PortSet::new()
+    } else {
+        parse(&d.probed.ports)?
+    };
+    let mut doors = Doors::new(probed);
+    let named: std::collections::BTreeMap<u16, &DoorJson> =
+        d.doors.iter().map(|n| (n.port, n)).collect();
+    for (state, group) in [
+        (State::Open, &d.open),
+        (State::Intercepted, &d.intercepted),
+        (State::Rejected, &d.rejected),
+        (State::Filtered, &d.filtered),
+        (State::OutOnly, &d.out_only),
+        (State::NoReply, &d.no_reply),
+    ] {
+        for reason in &group.reasons {
+            if reason.ports.is_empty() {
+                continue;
+            }
+            for port in parse(&reason.ports)?.iter() {
+                let door = named.get(&port);
+                let seen = door.and_then(|n| n.port_seen).unwrap_or(port);
+                let s = match reason.code.as_str() {
+                    "verified" => PortState::Open,
+                    "certificate" => {
+                        let seen = door
+                            .and_then(|n| n.certificate.as_deref())
+                            .and_then(|c| c.parse::<Fingerprint>().ok())
+                            .map(|f| *f.digest())
+                            .unwrap_or([0; 32]);
+                        PortState::Intercepted(Interception::Certificate { seen })
+                    }
+                    "port-rewritten" => {
+                        PortState::Intercepted(Interception::PortRewritten { seen })
+                    }
+                    "other-key" => PortState::Intercepted(Interception::OtherKey),
+                    "altered" => PortState::Intercepted(Interception::Altered),
+                    "foreign" => PortState::Intercepted(Interception::Foreign {
+                        what: door.and_then(|n| n.what.clone()).unwrap_or_default(),
+                    }),
+                    "silence" => PortState::Intercepted(Interception::Silence),
+                    "closed" => PortState::Intercepted(Interception::Closed),
+                    "reset" => PortState::Intercepted(Interception::Reset),
+                    "refused" => PortState::Rejected(Refusal::Refused),
+                    "host-unreachable" => PortState::Rejected(Refusal::HostUnreachable),
+                    "net-unreachable" => PortState::Rejected(Refusal::NetUnreachable),
+                    "prohibited" => PortState::Rejected(Refusal::Prohibited),
+                    "no-answer" => PortState::Filtered { tries: MAX_TRIES },
+                    "arrived" => PortState::OutOnly { port_seen: seen },
+                    "not-arrived" => PortState::NoReply { asked: true },
+                    "unknown" => PortState::NoReply { asked: false },
+                    other => return Err(format!("unknown code `{other}`")),
+                };
+                if s.state() != state {
+                    return Err(format!("code `{}` under `{}`", reason.code, state.as_str()));
+                }
+                doors.set(port, s);
+            }
+        }
+    }
+    Ok(doors)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::sample;
@@ -338,5 +447,39 @@ mod tests {
             "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
         );
         assert_eq!(v["udp"]["no-reply"]["reasons"][0]["code"], "unknown");
+    }
+
+    #[test]
+    fn from_json_gives_the_report_back() {
+        for r in [sample::web(), sample::shut()] {
+            let back = from_json(&to_json(&r)).unwrap();
+            assert_eq!(back, r);
+        }
+        let mut r = sample::shut();
+        r.address = None;
+        r.tcp.set(
+            8443,
+            PortState::Intercepted(Interception::Certificate { seen: [9; 32] }),
+        );
+        r.tcp
+            .set(8444, PortState::Intercepted(Interception::Silence));
+        let back = from_json(&to_json(&r)).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn from_json_refuses_nonsense() {
+        let mut j = to_json(&sample::web());
+        j.tcp.open.reasons[0].code = "filtered-ish".into();
+        assert!(from_json(&j)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown code"));
+        let mut j = to_json(&sample::web());
+        j.tcp.open.reasons[0].code = "no-answer".into();
+        assert!(from_json(&j).is_err());
+        let mut j = to_json(&sample::web());
+        j.fingerprint = "MD5:xx".into();
+        assert!(from_json(&j).is_err());
     }
 }

@@ -1,0 +1,488 @@
+//! The `tls` transport: TLS 1.3 straight to the door, ALPN `h2`.
+//!
+//! Who answered is decided before anything secret is sent (the token goes
+//! in the first bytes *inside* TLS, after the handshake):
+//!
+//! - With a pinned fingerprint (the access key's `fp=`, or
+//!   `--fingerprint`), the server's certificate is accepted exactly when the
+//!   SHA-256 of its DER SubjectPublicKeyInfo is the pin (the value
+//!   [`onedoor_proto::probe::hello::fingerprint`] gives for the server's
+//!   Ed25519 key), and the handshake signature is verified with that
+//!   certificate's key (rustls' [`verify_tls13_signature`] with the crypto
+//!   provider's algorithms), so a middlebox cannot replay the certificate.
+//!   Names, dates and chains do not matter: the key is the identity.
+//! - Without a pin, the chain must verify against the system roots
+//!   (`rustls-native-certs`) for the server name (`--sni`, else the host).
+//!
+//! Either way a refusal names what answered: its subject, issuer and SPKI
+//! fingerprint ([`CertInfo`]).
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use onedoor_proto::spec::HostPort;
+use onedoor_proto::tunnel::Fingerprint;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use super::{Answered, Transport, TransportError};
+
+/// The ALPN protocol the tunnel's own server side (tests) offers.
+pub const ALPN: &[u8] = b"h2";
+
+/// What the client offers, as a browser does: `h2` and `http/1.1`. serve
+/// picks `http/1.1` when it fronts an HTTP/1.1 website (`--fallback`), and
+/// the tunnel does not depend on the choice (it speaks first, with its own
+/// hello), so offering only `h2` would fail there and mark us besides.
+pub const CLIENT_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// How the client side of the `tls` transport verifies the door.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsClientOptions {
+    /// The pinned fingerprint; `None`: verify against the system roots.
+    pub fingerprint: Option<Fingerprint>,
+    /// The name sent as SNI and verified (CA mode); `None`: the server's
+    /// host (an IP address sends no SNI).
+    pub sni: Option<String>,
+    /// How long TCP connect plus TLS handshake may take.
+    pub timeout: Duration,
+}
+
+impl Default for TlsClientOptions {
+    fn default() -> Self {
+        TlsClientOptions {
+            fingerprint: None,
+            sni: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// TLS 1.3 to the door (client), or at a listener (server, for tests and
+/// future use).
+#[derive(Clone)]
+pub struct TlsTransport {
+    client: TlsClientOptions,
+    provider: Arc<CryptoProvider>,
+    roots: Arc<OnceLock<Result<Arc<RootCertStore>, String>>>,
+    server: Option<Arc<ServerConfig>>,
+}
+
+impl fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsTransport")
+            .field("client", &self.client)
+            .field("server", &self.server.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsTransport {
+    /// A client transport.
+    pub fn client(opts: TlsClientOptions) -> TlsTransport {
+        TlsTransport {
+            client: opts,
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            roots: Arc::new(OnceLock::new()),
+            server: None,
+        }
+    }
+
+    /// Also serve TLS 1.3 (ALPN `h2`) with this certificate chain and
+    /// PKCS#8 key (DER).
+    pub fn with_server(mut self, chain: Vec<Vec<u8>>, key_pkcs8: Vec<u8>) -> io::Result<Self> {
+        let chain = chain.into_iter().map(CertificateDer::from).collect();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8));
+        let mut cfg = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(io::Error::other)?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(io::Error::other)?;
+        cfg.alpn_protocols = vec![ALPN.to_vec()];
+        self.server = Some(Arc::new(cfg));
+        Ok(self)
+    }
+
+    fn roots(&self) -> Result<Arc<RootCertStore>, String> {
+        self.roots
+            .get_or_init(|| {
+                let found = rustls_native_certs::load_native_certs();
+                let mut store = RootCertStore::empty();
+                let (added, _) = store.add_parsable_certificates(found.certs);
+                if added == 0 {
+                    let why = found
+                        .errors
+                        .first()
+                        .map_or_else(|| "none installed".to_owned(), |e| e.to_string());
+                    return Err(format!(
+                        "no system root certificates to verify the server with ({why}); \
+                         pin it with --fingerprint SHA256:... (as `onedoor init` prints it)"
+                    ));
+                }
+                Ok(Arc::new(store))
+            })
+            .clone()
+    }
+
+    fn client_config(&self, seen: Arc<Mutex<Option<Answered>>>) -> Result<ClientConfig, String> {
+        let webpki = match self.client.fingerprint {
+            Some(_) => None,
+            None => Some(
+                WebPkiServerVerifier::builder_with_provider(self.roots()?, self.provider.clone())
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        let verifier = DoorVerifier {
+            pin: self.client.fingerprint,
+            webpki,
+            algs: self.provider.signature_verification_algorithms,
+            seen,
+        };
+        let mut cfg = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        cfg.alpn_protocols = CLIENT_ALPN.iter().map(|a| a.to_vec()).collect();
+        Ok(cfg)
+    }
+
+    async fn dial(&self, server: &HostPort) -> Result<TlsStream, TransportError> {
+        let name = self.client.sni.as_deref().unwrap_or(&server.host);
+        let name = ServerName::try_from(name.to_owned()).map_err(|_| {
+            TransportError::Setup(format!("{name:?} is not a valid TLS server name (--sni)"))
+        })?;
+        let seen = Arc::new(Mutex::new(None));
+        let cfg = self
+            .client_config(seen.clone())
+            .map_err(TransportError::Setup)?;
+        let tcp = TcpStream::connect((server.host.as_str(), server.port))
+            .await
+            .map_err(|source| TransportError::Unreachable {
+                server: server.clone(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        match TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                if let Some(answered) = seen.lock().ok().and_then(|mut s| s.take()) {
+                    return Err(TransportError::Intercepted {
+                        server: server.clone(),
+                        answered,
+                    });
+                }
+                Err(classify(server, e))
+            }
+        }
+    }
+}
+
+/// The client's TLS stream.
+pub type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// A failed handshake without a certificate verdict: I/O trouble (reset,
+/// EOF) is "unreachable"; an answer that is not TLS 1.3 is interception.
+fn classify(server: &HostPort, e: io::Error) -> TransportError {
+    let tls = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .cloned();
+    match tls {
+        Some(t) => TransportError::Intercepted {
+            server: server.clone(),
+            answered: Answered::NotOurTls(t.to_string()),
+        },
+        None if e.kind() == io::ErrorKind::InvalidData => TransportError::Intercepted {
+            server: server.clone(),
+            answered: Answered::NotOurTls(e.to_string()),
+        },
+        None => TransportError::Unreachable {
+            server: server.clone(),
+            source: e,
+        },
+    }
+}
+
+impl Transport for TlsTransport {
+    type Stream = TlsStream;
+    type Acceptor = TcpListener;
+    type Raw = TcpStream;
+    type ServerStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+    fn name(&self) -> &'static str {
+        "tls"
+    }
+
+    async fn connect(&self, server: &HostPort) -> Result<TlsStream, TransportError> {
+        let after = self.client.timeout;
+        match tokio::time::timeout(after, self.dial(server)).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::Timeout {
+                server: server.clone(),
+                after,
+            }),
+        }
+    }
+
+    async fn bind(&self, addr: SocketAddr) -> io::Result<TcpListener> {
+        TcpListener::bind(addr).await
+    }
+
+    async fn accept(&self, acceptor: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
+        acceptor.accept().await
+    }
+
+    async fn handshake(&self, raw: TcpStream) -> io::Result<Self::ServerStream> {
+        let cfg = self.server.clone().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this TLS transport has no server certificate",
+            )
+        })?;
+        TlsAcceptor::from(cfg).accept(raw).await
+    }
+}
+
+/// Decides whether the door's certificate is our server's, and remembers
+/// what answered when it is not.
+#[derive(Debug)]
+struct DoorVerifier {
+    pin: Option<Fingerprint>,
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+    algs: WebPkiSupportedAlgorithms,
+    seen: Arc<Mutex<Option<Answered>>>,
+}
+
+impl DoorVerifier {
+    fn refuse(&self, answered: Answered) {
+        if let Ok(mut s) = self.seen.lock() {
+            *s = Some(answered);
+        }
+    }
+}
+
+impl ServerCertVerifier for DoorVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let cert = CertInfo::parse(end_entity);
+        if let Some(pin) = self.pin {
+            if cert.fingerprint == Some(pin) {
+                return Ok(ServerCertVerified::assertion());
+            }
+            self.refuse(Answered::WrongKey {
+                cert,
+                expected: pin,
+            });
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ));
+        }
+        let Some(webpki) = &self.webpki else {
+            return Err(rustls::Error::General("no way to verify the server".into()));
+        };
+        webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .inspect_err(|e| {
+                self.refuse(Answered::Untrusted {
+                    cert,
+                    why: e.to_string(),
+                })
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        // Only TLS 1.3 is offered.
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// What a certificate says about itself, for messages: subject, issuer and
+/// the SHA-256 of its SubjectPublicKeyInfo (the value a pin compares).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// The subject's CN/O/OU/C, `CN=…, O=…`.
+    pub subject: String,
+    /// The issuer, the same way.
+    pub issuer: String,
+    /// SHA-256 of the DER SubjectPublicKeyInfo; `None` if the certificate
+    /// could not be parsed.
+    pub fingerprint: Option<Fingerprint>,
+}
+
+impl CertInfo {
+    /// Read subject, issuer and SPKI out of a DER certificate. Never fails:
+    /// what cannot be read is said so.
+    pub fn parse(der: &[u8]) -> CertInfo {
+        parse_cert(der).unwrap_or(CertInfo {
+            subject: "(unreadable certificate)".into(),
+            issuer: "(unreadable certificate)".into(),
+            fingerprint: None,
+        })
+    }
+}
+
+impl fmt::Display for CertInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.subject == self.issuer {
+            write!(f, "self-signed certificate for {}", self.subject)?;
+        } else {
+            write!(
+                f,
+                "certificate for {} issued by {}",
+                self.subject, self.issuer
+            )?;
+        }
+        match &self.fingerprint {
+            Some(fp) => write!(f, ", fingerprint {fp}"),
+            None => f.write_str(", fingerprint unknown"),
+        }
+    }
+}
+
+/// One DER TLV: tag, contents, the whole TLV, and what follows.
+type Tlv<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+fn tlv(b: &[u8]) -> Option<Tlv<'_>> {
+    let tag = *b.first()?;
+    let first = *b.get(1)?;
+    let (len, hdr) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for i in 0..n {
+            len = (len << 8) | usize::from(*b.get(2 + i)?);
+        }
+        (len, 2 + n)
+    };
+    let end = hdr.checked_add(len)?;
+    let whole = b.get(..end)?;
+    Some((tag, &whole[hdr..], whole, &b[end..]))
+}
+
+fn parse_cert(der: &[u8]) -> Option<CertInfo> {
+    let (_, cert, _, _) = tlv(der)?;
+    let (_, tbs, _, _) = tlv(cert)?;
+    let mut rest = tbs;
+    let (tag, _, _, r) = tlv(rest)?;
+    if tag == 0xa0 {
+        rest = r; // version
+        let (_, _, _, r) = tlv(rest)?; // serial
+        rest = r;
+    } else {
+        rest = r; // that was the serial
+    }
+    let (_, _, _, r) = tlv(rest)?; // signature algorithm
+    let (_, issuer, _, r) = tlv(r)?;
+    let (_, _, _, r) = tlv(r)?; // validity
+    let (_, subject, _, r) = tlv(r)?;
+    let (_, _, spki, _) = tlv(r)?;
+    Some(CertInfo {
+        subject: name(subject),
+        issuer: name(issuer),
+        fingerprint: Some(Fingerprint::of(spki)),
+    })
+}
+
+/// An X.501 Name's common attributes as `CN=…, O=…`.
+fn name(mut rdns: &[u8]) -> String {
+    let mut parts = Vec::new();
+    while let Some((_, set, _, rest)) = tlv(rdns) {
+        rdns = rest;
+        let mut attrs = set;
+        while let Some((_, atv, _, rest)) = tlv(attrs) {
+            attrs = rest;
+            let Some((_, oid, _, v)) = tlv(atv) else {
+                continue;
+            };
+            let Some((_, value, _, _)) = tlv(v) else {
+                continue;
+            };
+            let label = match oid {
+                [0x55, 0x04, 0x03] => "CN",
+                [0x55, 0x04, 0x0a] => "O",
+                [0x55, 0x04, 0x0b] => "OU",
+                [0x55, 0x04, 0x06] => "C",
+                _ => continue,
+            };
+            let text: String = String::from_utf8_lossy(value)
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .take(128)
+                .collect();
+            parts.push(format!("{label}={text}"));
+        }
+    }
+    if parts.is_empty() {
+        "(no name)".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Identity;
+    use std::time::SystemTime;
+
+    #[test]
+    fn cert_info_names_the_certificate_and_its_key() {
+        let id = Identity::generate("door.example", SystemTime::now()).unwrap();
+        let info = CertInfo::parse(&id.cert_der);
+        assert_eq!(info.fingerprint, Some(id.fingerprint()));
+        assert!(info.subject.contains("door.example") || info.subject == "(no name)");
+        assert!(info.to_string().contains(&id.fingerprint().to_string()));
+    }
+
+    #[test]
+    fn garbage_is_said_to_be_unreadable() {
+        let info = CertInfo::parse(&[0x30, 0x82, 0xff]);
+        assert_eq!(info.fingerprint, None);
+        assert!(info.to_string().contains("unreadable"));
+    }
+}
