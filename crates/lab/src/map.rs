@@ -56,7 +56,7 @@ impl MapPlan {
     pub fn full() -> MapPlan {
         MapPlan {
             tcp: "1-65535".into(),
-            udp: MAP_UDP.into(),
+            udp: "none".into(),
             timeout_ms: 500,
             concurrency: 16_384,
             rate: 50_000,
@@ -70,7 +70,11 @@ impl MapPlan {
 
     /// serve's `--reflect` value.
     pub fn reflect(&self) -> String {
-        format!("tcp:{},udp:{}", self.tcp, self.udp)
+        if self.udp == "none" {
+            format!("tcp:{}", self.tcp)
+        } else {
+            format!("tcp:{},udp:{}", self.tcp, self.udp)
+        }
     }
 
     /// `serve -l LISTEN --state-dir DIR --reflect … --drain-timeout 100ms`:
