@@ -1,6 +1,8 @@
 //! `cputree`: CPU time used by a process and all its descendants over an
 //! interval, including descendants that come and go (sslh-fork and socat
-//! fork a process per connection).
+//! fork a process per connection). Several PIDs may be given (a tunnel's
+//! client and server): their trees are summed, a process in two of them
+//! counted once.
 //!
 //! Every `--interval` it walks `/proc`, finds the tree under PID (by parent
 //! pid) and remembers each member's latest utime+stime (all threads
@@ -29,8 +31,9 @@ const TICKS_PER_SEC: f64 = 100.0;
 /// Arguments of `cputree`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct CputreeArgs {
-    /// Root of the process tree to account.
-    pid: u32,
+    /// Root(s) of the process tree(s) to account; with several, the sum.
+    #[arg(required = true, num_args = 1..)]
+    pids: Vec<u32>,
     /// Time between two walks of /proc.
     #[arg(long, default_value = "100ms", value_parser = crate::parse_duration)]
     interval: Duration,
@@ -70,16 +73,16 @@ fn parse_stat(s: &str) -> Option<Stat> {
 /// Accumulated per-process ticks of one tree.
 #[derive(Debug)]
 struct Tree {
-    root: u32,
+    roots: Vec<u32>,
     /// (pid, start) → (ticks at first sight, latest ticks).
     seen: HashMap<(u32, u64), (u64, u64)>,
     walks: u64,
 }
 
 impl Tree {
-    fn new(root: u32) -> Self {
+    fn new(roots: Vec<u32>) -> Self {
         Self {
-            root,
+            roots,
             seen: HashMap::new(),
             walks: 0,
         }
@@ -89,7 +92,7 @@ impl Tree {
     fn record(&mut self, all: &HashMap<u32, Stat>) {
         let first = self.walks == 0;
         self.walks += 1;
-        let mut stack = vec![self.root];
+        let mut stack = self.roots.clone();
         let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
         for (&pid, st) in all {
             children.entry(st.ppid).or_default().push(pid);
@@ -133,15 +136,16 @@ fn snapshot() -> HashMap<u32, Stat> {
 
 /// Runs `cputree` until told to stop, then prints its JSON.
 pub(crate) fn run(args: CputreeArgs) -> Result<()> {
-    fs::metadata(format!("/proc/{}", args.pid))
-        .with_context(|| format!("no process {}", args.pid))?;
+    for pid in &args.pids {
+        fs::metadata(format!("/proc/{pid}")).with_context(|| format!("no process {pid}"))?;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        let mut tree = Tree::new(args.pid);
+        let mut tree = Tree::new(args.pids.clone());
         tree.record(&snapshot());
         let mut tick = tokio::time::interval(args.interval);
         let stdin_eof = async {
@@ -167,7 +171,18 @@ pub(crate) fn run(args: CputreeArgs) -> Result<()> {
             "{}",
             Obj::new()
                 .str("label", &args.label)
-                .int("pid", u64::from(args.pid))
+                .int("pid", u64::from(args.pids[0]))
+                .raw(
+                    "pids",
+                    &format!(
+                        "[{}]",
+                        args.pids
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                )
                 .int("ticks", ticks)
                 .num("cpu_ms", ticks as f64 * 1000.0 / TICKS_PER_SEC)
                 .int("processes", tree.seen.len() as u64)
@@ -201,7 +216,7 @@ mod tests {
     #[test]
     fn tree_counts_children_that_come_and_go() {
         let st = |ppid, start, ticks| Stat { ppid, start, ticks };
-        let mut t = Tree::new(10);
+        let mut t = Tree::new(vec![10]);
         // First walk: the root and an unrelated process.
         t.record(&HashMap::from([(10, st(1, 1, 100)), (20, st(1, 2, 999))]));
         // A child appears and works; the root works too.
@@ -215,5 +230,24 @@ mod tests {
         // Pid 11 reused by a new child: a different process.
         t.record(&HashMap::from([(10, st(1, 1, 120)), (11, st(10, 6, 3))]));
         assert_eq!(t.ticks(), 20 + 5 + 1 + 7 + 3);
+    }
+
+    #[test]
+    fn several_roots_are_summed_and_shared_members_counted_once() {
+        let st = |ppid, start, ticks| Stat { ppid, start, ticks };
+        // 10 and 20 are roots; 11 is a child of 10; 20 is not under 10.
+        // Giving 11 as a root too must not count it twice.
+        let mut t = Tree::new(vec![10, 20, 11]);
+        t.record(&HashMap::from([
+            (10, st(1, 1, 100)),
+            (11, st(10, 2, 50)),
+            (20, st(1, 3, 10)),
+        ]));
+        t.record(&HashMap::from([
+            (10, st(1, 1, 104)),
+            (11, st(10, 2, 53)),
+            (20, st(1, 3, 17)),
+        ]));
+        assert_eq!(t.ticks(), 4 + 3 + 7);
     }
 }

@@ -7,8 +7,8 @@
 //!   sniffing proxy routes it), report when they are established, keep them
 //!   open until a signal (or stdin), then check which are still alive.
 //! - `echo-server` — a small echo (optionally banner) backend for both.
-//! - `cputree` — CPU seconds of a process tree over an interval, children
-//!   that come and go included (sslh-fork, socat).
+//! - `cputree` — CPU seconds of a process tree (or several, summed) over an
+//!   interval, children that come and go included (sslh-fork, socat).
 //!
 //! Every mode prints one JSON object per line on stdout, so a shell script
 //! can read the figures with `jq`. Nothing here is a library; it is not
@@ -53,7 +53,8 @@ enum Command {
     /// `connlat` and `hold`.
     EchoServer(echo::EchoArgs),
     /// CPU time of PID and all its descendants (sampled from /proc) from
-    /// start until SIGTERM/SIGINT; prints {"cpu_ms":…,…}.
+    /// start until SIGTERM/SIGINT; prints {"cpu_ms":…,…}. With several PIDs
+    /// (a tunnel's client and server), the sum of their trees.
     Cputree(cputree::CputreeArgs),
 }
 

@@ -6,6 +6,9 @@
 //!   [`ErrorKind`].
 //! - `onedoor_sniff_seconds`: time from accept to a decision.
 //! - `onedoor_open_connections`, `onedoor_pending_connections`: gauges.
+//! - `onedoor_probe_hellos_total{result}`: probe hellos sealed with this
+//!   server's key: `answered_tcp`, `answered_udp`, `answered_arrivals`, or
+//!   refused as `stale` / `replayed` (and then routed like any bytes).
 //! - `onedoor_tunnel_sessions_total`, `onedoor_tunnel_sessions` (gauge),
 //!   `onedoor_tunnel_rejected_total{reason}`,
 //!   `onedoor_tunnel_streams_refused_total`,

@@ -69,6 +69,11 @@ impl Reflector {
             Ok(()) => true,
             Err(e) => {
                 tracing::debug!(reason = %e, "probe hello refused");
+                let result = match e {
+                    onedoor_proto::probe::hello::Refused::Stale => "stale",
+                    onedoor_proto::probe::hello::Refused::Replayed => "replayed",
+                };
+                metrics::counter!("onedoor_probe_hellos_total", "result" => result).increment(1);
                 false
             }
         }
@@ -91,6 +96,12 @@ impl Reflector {
             HelloKind::Udp => return,
         }
         tracing::debug!(port = port_seen, kind = ?hello.kind, "probe answered");
+        let kind = if hello.kind == HelloKind::Arrivals {
+            "answered_arrivals"
+        } else {
+            "answered_tcp"
+        };
+        metrics::counter!("onedoor_probe_hellos_total", "result" => kind).increment(1);
         let _ = stream.write_all(&out).await;
         let _ = stream.shutdown().await;
     }
@@ -120,6 +131,8 @@ impl Reflector {
                 .lock()
                 .expect("arrivals lock")
                 .record(&hello, port_seen, now_unix());
+            metrics::counter!("onedoor_probe_hellos_total", "result" => "answered_udp")
+                .increment(1);
             let reply = self.key.reply(&hello, port_seen, &self.signer);
             let _ = socket.send_to(&reply, from).await;
         }
@@ -157,6 +170,8 @@ impl Reflector {
                 .lock()
                 .expect("arrivals lock")
                 .record(&hello, port_seen, now_unix());
+            metrics::counter!("onedoor_probe_hellos_total", "result" => "answered_udp")
+                .increment(1);
             let reply = self.key.reply(&hello, port_seen, &self.signer);
             if let Err(e) = send_from(datagram.dialled, datagram.from, &reply) {
                 tracing::debug!(error = %e, port = port_seen, "UDP probe reply not sent");

@@ -218,10 +218,17 @@ impl Session {
             StatusCode::OK => Answer::Ok(parts, body),
             StatusCode::NOT_FOUND => Answer::NotFound,
             StatusCode::FORBIDDEN => {
+                // The server's reason may already start with the target.
+                let reason = read_reason(body).await;
+                let reason = reason
+                    .strip_prefix(target)
+                    .and_then(|r| r.strip_prefix(": "))
+                    .map(str::to_owned)
+                    .unwrap_or(reason);
                 return Err(OpenError::Refused {
                     target: target.to_owned(),
-                    reason: read_reason(body).await,
-                })
+                    reason,
+                });
             }
             StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => {
                 return Err(OpenError::Unreachable {

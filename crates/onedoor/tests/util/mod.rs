@@ -1172,3 +1172,9 @@ pub(crate) fn serve_exit(args: &[String]) -> Run {
     cmd.arg("serve").args(args);
     run_bounded(&mut cmd, Duration::from_secs(5))
 }
+
+// ---------------------------------------------------------------------------
+// Behind the lab's real firewall (Linux): see util/lab.rs
+
+#[cfg(target_os = "linux")]
+pub(crate) mod lab;

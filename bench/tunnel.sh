@@ -1,0 +1,884 @@
+#!/usr/bin/env bash
+# bench/tunnel.sh — `onedoor connect -L` through `onedoor serve --tunnel`
+# side by side with what users would run instead (ssh -L, wstunnel over wss
+# and ws, rathole) and with no tunnel at all ("direct"), in ONE run, measured
+# the same way.
+#
+#   sudo bench/tunnel.sh                                   (from the repo root)
+#   sudo WSTUNNEL=/work/ext/wstunnel/target/release/wstunnel \
+#        RATHOLE=/work/ext/rathole/bin/rathole bench/tunnel.sh
+#
+# Every tool forwards a local port to a backend on loopback: its client
+# listens, its server connects to the backend. What it measures (all on
+# loopback, in a private network namespace when root):
+#   1. TCP throughput: iperf3 -t DURATION -J, one stream and -P4, through
+#      each tool's local port to `iperf3 -s`; Gbit/s and the ratio to direct.
+#      CPU seconds per GB moved: utime+stime of the tool's client AND server
+#      process trees (sshd's per-connection children included), sampled from
+#      /proc every 100 ms by one `onedoor-bench cputree CLIENT SERVER`,
+#      divided by the bytes iperf3 received.
+#   2. UDP: iperf3 -u -b UDP_RATE -l UDP_LEN through each tool that forwards
+#      UDP (onedoor `-L udp/`, wstunnel `udp://`, rathole `type = "udp"`);
+#      the Gbit/s the server received and the datagrams it lost. iperf3's
+#      control connection goes over the same tool's TCP forward on the same
+#      port number.
+#   3. New-stream latency through a live session: `onedoor-bench connlat`
+#      (connect, send PAYLOAD, first echoed byte, close; one at a time)
+#      through each tool's local port to `onedoor-bench echo-server`; p50/p99
+#      in µs. The session (ssh's, onedoor's; wstunnel's and rathole's control
+#      connection) is up and warm before the first sample. wstunnel and
+#      rathole open a new TCP (and TLS) connection to their server for every
+#      stream: that is their design and it is measured as such.
+#   4. Held connections: HOLD (1000) concurrent connections through each tool,
+#      each echoed once; VmRSS of the client's and the server's process trees
+#      before and after; (delta client + delta server) / HOLD in KiB.
+# Every tool runs once per round, in an order rotated each round; tables show
+# the median over rounds (the raw runs are listed below them). The machine
+# is shared and noisy: read the ratios, which are taken within one run.
+#
+# Knobs (environment variables; defaults in brackets):
+#   DURATION   seconds per iperf3 run                                   [5]
+#   ROUNDS     rounds over all peers                                    [3]
+#   PEERS      subset/order of: direct onedoor ssh wstunnel-wss wstunnel-ws
+#              rathole                                                  [all]
+#   WSTUNNEL   wstunnel binary (built from its source, outside this repo);
+#              unset or missing: its two peers are skipped              []
+#   RATHOLE    rathole binary (`cargo install rathole --root DIR`, outside
+#              this repo); unset or missing: skipped                    []
+#   LAT_COUNT  connlat connections per peer per round                   [2000]
+#   PAYLOAD    first bytes of connlat/hold connections (\r \n escapes)
+#                                    [GET / HTTP/1.1\r\nHost: bench\r\n\r\n]
+#   HOLD       connections held through each tool                       [1000]
+#   UDP_RATE   iperf3 -b for the UDP runs                               [1G]
+#   UDP_LEN    iperf3 -l (datagram size) for the UDP runs; empty = iperf3's
+#              own default (32 KiB on loopback)                         [1400]
+#   NETNS      1 = private network namespace (needs root), 0 = host lo  [1 if root]
+#   PORT_BASE  first port used                                          [12000]
+#   BUILD      1 = cargo build --release -p onedoor -p onedoor-bench    [1]
+#   ONEDOOR_BIN  the onedoor binary                [target/release/onedoor]
+#   OUT_DIR    where the report and logs go (git-ignored)               [bench/out]
+#
+# Needs: iperf3 jq iproute2 (ss, ip) procps (ps); openssh-server and
+# openssh-client for the ssh peer. A missing peer is reported and skipped.
+# Nothing leaves loopback: every server here listens on 127.0.0.1 only and
+# is allowed to reach only this run's two backends.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+: "${DURATION:=5}" "${ROUNDS:=3}" "${LAT_COUNT:=2000}" "${HOLD:=1000}"
+: "${PAYLOAD:=GET / HTTP/1.1\r\nHost: bench\r\n\r\n}"
+: "${UDP_RATE:=1G}"
+UDP_LEN=${UDP_LEN-1400}
+: "${WSTUNNEL:=}" "${RATHOLE:=}"
+: "${PORT_BASE:=12000}" "${BUILD:=1}" "${ONEDOOR_BIN:=target/release/onedoor}" "${OUT_DIR:=bench/out}"
+ALL_PEERS="direct onedoor ssh wstunnel-wss wstunnel-ws rathole"
+: "${PEERS:=$ALL_PEERS}"
+if [[ -z "${NETNS:-}" ]]; then
+    if [[ $(id -u) == 0 ]]; then NETNS=1; else NETNS=0; fi
+fi
+BENCH_BIN=target/release/onedoor-bench
+export PAYLOAD DURATION ROUNDS LAT_COUNT HOLD UDP_RATE UDP_LEN WSTUNNEL RATHOLE PORT_BASE BUILD ONEDOOR_BIN OUT_DIR PEERS NETNS
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for v in DURATION ROUNDS LAT_COUNT HOLD PORT_BASE; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, not '${!v}'"
+done
+[[ $DURATION -ge 1 && $ROUNDS -ge 1 && $HOLD -ge 1 ]] || die "DURATION, ROUNDS and HOLD must be at least 1"
+[[ -z $UDP_LEN || $UDP_LEN =~ ^[0-9]+$ ]] || die "UDP_LEN must be a whole number or empty, not '$UDP_LEN'"
+[[ $UDP_RATE =~ ^[0-9.]+[KMG]?$ ]] || die "UDP_RATE must look like 1G, 500M, not '$UDP_RATE'"
+for p in $PEERS; do
+    [[ " $ALL_PEERS " == *" $p "* ]] || die "unknown peer '$p' in PEERS (known: $ALL_PEERS)"
+done
+# Binaries given relative to where the script was started resolve from the
+# repo root (we cd'ed there); make them absolute for the inner part.
+for v in WSTUNNEL RATHOLE; do
+    if [[ -n ${!v} && ${!v} != /* && -e ${!v} ]]; then
+        printf -v "$v" '%s' "$(cd "$(dirname "${!v}")" && pwd)/$(basename "${!v}")"
+        export "${v?}"
+    fi
+done
+
+# finish: copy the report next to its logs' directory and print it (done by
+# the top-level process only).
+finish() {
+    if [[ -n "${SUDO_USER:-}" && "${SUDO_USER}" != root ]]; then
+        chown -R "$SUDO_USER": "$ROOT/$OUT_DIR" 2>/dev/null || true
+    fi
+    if [[ -f $WORK/report.md ]]; then
+        cp "$WORK/report.md" "$ROOT/$OUT_DIR/tunnel-$STAMP.md"
+        echo
+        cat "$WORK/report.md"
+        echo
+        log "report: $OUT_DIR/tunnel-$STAMP.md   logs and raw data: $OUT_DIR/tunnel-$STAMP/"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Outer part: build, create the namespace, run the inner part inside it.
+# ---------------------------------------------------------------------------
+ODBENCH_TOP=
+if [[ -z "${ODBENCH_INNER:-}" ]]; then
+    STAMP=$(date -u +%Y-%m-%d-%H%M%S)
+    CMDLINE="DURATION=$DURATION ROUNDS=$ROUNDS PEERS='$PEERS' LAT_COUNT=$LAT_COUNT HOLD=$HOLD UDP_RATE=$UDP_RATE UDP_LEN='$UDP_LEN' NETNS=$NETNS"
+    [[ -z $WSTUNNEL ]] || CMDLINE+=" WSTUNNEL=$WSTUNNEL"
+    [[ -z $RATHOLE ]] || CMDLINE+=" RATHOLE=$RATHOLE"
+    [[ $ONEDOOR_BIN == target/release/onedoor ]] || CMDLINE+=" ONEDOOR_BIN=$ONEDOOR_BIN"
+    [[ $PORT_BASE == 12000 ]] || CMDLINE+=" PORT_BASE=$PORT_BASE"
+    # shellcheck disable=SC2089 # CMDLINE is text to show, never run
+    [[ $PAYLOAD == 'GET / HTTP/1.1\r\nHost: bench\r\n\r\n' ]] || CMDLINE+=" PAYLOAD='$PAYLOAD'"
+    if [[ $(id -u) == 0 ]]; then CMDLINE="sudo $CMDLINE bench/tunnel.sh"; else CMDLINE="$CMDLINE bash bench/tunnel.sh"; fi
+    log "command: $CMDLINE"
+
+    command -v jq >/dev/null || die "jq is missing (apt-get install jq)"
+    command -v ss >/dev/null || die "ss is missing (apt-get install iproute2)"
+    command -v ps >/dev/null || die "ps is missing (apt-get install procps)"
+
+    if [[ $BUILD == 1 ]]; then
+        build="cargo build --release -p onedoor -p onedoor-bench"
+        log "$build"
+        if [[ -n "${SUDO_USER:-}" && "${SUDO_USER}" != root ]]; then
+            # Build as the invoking user: their toolchain, their target/ ownership.
+            sudo -u "$SUDO_USER" -i bash -c "cd '$ROOT' && $build" || die "build failed"
+        else
+            $build || die "build failed"
+        fi
+    fi
+    [[ -x $BENCH_BIN ]] || die "$BENCH_BIN is missing (run with BUILD=1)"
+
+    WORK="$ROOT/$OUT_DIR/tunnel-$STAMP"
+    mkdir -p "$WORK"
+    # shellcheck disable=SC2090
+    export WORK STAMP CMDLINE ODBENCH_INNER=1
+
+    if [[ $NETNS == 1 ]]; then
+        [[ $(id -u) == 0 ]] || die "NETNS=1 needs root (or run with NETNS=0)"
+        NS="odtunnel-$$"
+        INNER=
+        # shellcheck disable=SC2317 # called by the trap
+        outer_cleanup() {
+            local pids i
+            if [[ -n $INNER ]] && kill -0 "$INNER" 2>/dev/null; then
+                kill -TERM "$INNER" 2>/dev/null || true
+                for ((i = 0; i < 50; i++)); do
+                    kill -0 "$INNER" 2>/dev/null || break
+                    sleep 0.1
+                done
+            fi
+            # Whatever is left in the namespace was started by this script.
+            pids=$(ip netns pids "$NS" 2>/dev/null || true)
+            if [[ -n $pids ]]; then
+                # shellcheck disable=SC2086
+                kill -KILL $pids 2>/dev/null || true
+            fi
+            ip netns del "$NS" 2>/dev/null || true
+        }
+        trap outer_cleanup EXIT
+        trap 'exit 130' INT TERM
+        ip netns add "$NS" || die "ip netns add $NS failed"
+        log "network namespace $NS (removed on exit)"
+        status=0
+        # In the background, so a signal reaches our trap at once.
+        ip netns exec "$NS" bash "$ROOT/bench/tunnel.sh" &
+        INNER=$!
+        wait "$INNER" || status=$?
+        INNER=
+        finish
+        exit "$status"
+    fi
+    log "NETNS=0: running on the host's loopback"
+    ODBENCH_TOP=1
+fi
+
+# ---------------------------------------------------------------------------
+# Inner part: runs inside the namespace (or on the host with NETNS=0).
+# ---------------------------------------------------------------------------
+LO=127.0.0.1
+IPERF_PORT=$((PORT_BASE + 1))
+ECHO_PORT=$((PORT_BASE + 100))
+
+if [[ $NETNS == 1 ]]; then
+    ip link set lo up
+    # Namespaced sysctl, this namespace only: more ephemeral ports for the
+    # latency runs' TIME_WAITs (wstunnel and rathole use two per stream).
+    sysctl -qw net.ipv4.ip_local_port_range="20000 65000"
+fi
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+FD_LIMIT=$(ulimit -n)
+
+PIDS=()
+LAST_PID=
+# start NAME CMD...: run CMD in the background, output to $WORK/NAME.log.
+start() {
+    local name=$1
+    shift
+    "$@" >"$WORK/$name.log" 2>&1 &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+descendants() {
+    local c
+    for c in $(ps -o pid= --ppid "$1" 2>/dev/null || true); do
+        echo "$c"
+        descendants "$c"
+    done
+}
+# stop PID [SIGNAL]: signal a process and its descendants, wait up to 3 s,
+# then SIGKILL what is left.
+stop() {
+    local pid=$1 sig=${2:-TERM} all i
+    if ! kill -0 "$pid" 2>/dev/null; then
+        wait "$pid" 2>/dev/null || true
+        forget "$pid"
+        return 0
+    fi
+    all="$pid $(descendants "$pid" | tr '\n' ' ')"
+    # shellcheck disable=SC2086
+    kill -"$sig" $all 2>/dev/null || true
+    for ((i = 0; i < 30; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    # shellcheck disable=SC2086
+    kill -KILL $all 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    forget "$pid"
+}
+# forget PID: drop it from PIDS, so the exit trap never signals a pid reused
+# by someone else.
+forget() {
+    local keep=() p
+    for p in "${PIDS[@]}"; do
+        [[ $p == "$1" ]] || keep+=("$p")
+    done
+    PIDS=("${keep[@]}")
+}
+any_alive() {
+    local p
+    for p in "$@"; do
+        kill -0 "$p" 2>/dev/null && return 0
+    done
+    return 1
+}
+inner_cleanup() {
+    local p all="" i
+    trap - INT TERM
+    for p in "${PIDS[@]}"; do
+        all+=" $p $(descendants "$p" | tr '\n' ' ')"
+    done
+    if [[ -n ${all// /} ]]; then
+        # shellcheck disable=SC2086
+        kill -TERM $all 2>/dev/null || true
+        for ((i = 0; i < 30; i++)); do
+            # shellcheck disable=SC2086
+            any_alive $all || break
+            sleep 0.1
+        done
+        # shellcheck disable=SC2086
+        kill -KILL $all 2>/dev/null || true
+    fi
+    if [[ -n ${ODBENCH_TOP:-} ]]; then finish; fi
+    return 0
+}
+trap inner_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# run CMD...: run CMD and wait for it, interruptibly (a signal runs our trap
+# at once instead of after CMD ends).
+run() {
+    "$@" &
+    local p=$! rc=0
+    PIDS+=("$p")
+    wait "$p" || rc=$?
+    forget "$p"
+    return "$rc"
+}
+listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+listening_udp() { ss -Hlun "sport = :$1" 2>/dev/null | grep -q .; }
+# wait_listen PORT PID... [udp]: until PORT listens (10 s bound; fails early
+# if one of the PIDs died). With a last argument "udp", a UDP socket.
+wait_listen() {
+    local port=$1 i p check=listening
+    shift
+    local pids=()
+    for p in "$@"; do
+        if [[ $p == udp ]]; then check=listening_udp; else pids+=("$p"); fi
+    done
+    for ((i = 0; i < 200; i++)); do
+        $check "$port" && return 0
+        for p in "${pids[@]}"; do
+            kill -0 "$p" 2>/dev/null || return 1
+        done
+        sleep 0.05
+    done
+    return 1
+}
+# wait_for FILE PATTERN SECONDS PID: until a line of FILE matches.
+wait_for() {
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        kill -0 "$4" 2>/dev/null || { grep -q "$2" "$1" 2>/dev/null && return 0; return 1; }
+        sleep 0.1
+    done
+    return 1
+}
+# rss_tree PID...: VmRSS in KiB of the PIDs and all their descendants.
+rss_tree() {
+    local p sum=0 r
+    for p in $(for x in "$@"; do echo "$x"; descendants "$x"; done | sort -u); do
+        r=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || true)
+        sum=$((sum + ${r:-0}))
+    done
+    echo "$sum"
+}
+median() {
+    { grep -E '^-?[0-9.]+([eE][-+]?[0-9]+)?$' || true; } | sort -g |
+        awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# ---- which peers can run -------------------------------------------------
+declare -A SKIP=()
+missing=()
+SSHD=$(command -v sshd || true)
+[[ -n $SSHD ]] || for d in /usr/sbin /sbin /usr/local/sbin; do
+    [[ -x $d/sshd ]] && SSHD=$d/sshd && break
+done
+if [[ ! -x $ONEDOOR_BIN ]] || ! "$ONEDOOR_BIN" serve --help 2>/dev/null | grep -q -- '--tunnel'; then
+    SKIP[onedoor]="$ONEDOOR_BIN has no 'serve --tunnel'"
+    missing+=("onedoor (${SKIP[onedoor]})")
+fi
+if [[ -z $SSHD ]] || ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then
+    SKIP[ssh]="OpenSSH (ssh, sshd, ssh-keygen) not installed"
+    missing+=("ssh (apt-get install openssh-server openssh-client)")
+fi
+if [[ -z $WSTUNNEL ]]; then
+    SKIP[wstunnel-wss]="WSTUNNEL not set"
+elif [[ ! -x $WSTUNNEL ]]; then
+    SKIP[wstunnel-wss]="WSTUNNEL=$WSTUNNEL is not an executable"
+fi
+if [[ -n ${SKIP[wstunnel-wss]:-} ]]; then
+    SKIP[wstunnel-ws]=${SKIP[wstunnel-wss]}
+    missing+=("wstunnel (${SKIP[wstunnel-wss]}; build it from its source outside this repo, then WSTUNNEL=/path/to/wstunnel)")
+fi
+if [[ -z $RATHOLE ]]; then
+    SKIP[rathole]="RATHOLE not set"
+elif [[ ! -x $RATHOLE ]]; then
+    SKIP[rathole]="RATHOLE=$RATHOLE is not an executable"
+fi
+if [[ -n ${SKIP[rathole]:-} ]]; then
+    missing+=("rathole (${SKIP[rathole]}; cargo install rathole --root DIR, then RATHOLE=DIR/bin/rathole)")
+fi
+command -v iperf3 >/dev/null || die "iperf3 is missing (apt-get install iperf3)"
+if [[ ${#missing[@]} -gt 0 ]]; then
+    for m in "${missing[@]}"; do log "skipped: $m"; done
+fi
+ACTIVE=()
+for p in $PEERS; do
+    [[ -z ${SKIP[$p]:-} ]] && ACTIVE+=("$p")
+done
+log "peers: ${ACTIVE[*]}"
+udp_capable() { [[ $1 == direct || $1 == onedoor || $1 == wstunnel-* || $1 == rathole ]]; }
+
+# Versions, for the report.
+declare -A VERSION=()
+VERSION[onedoor]="onedoor $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo +dirty)"
+if [[ -z ${SKIP[ssh]:-} ]]; then
+    VERSION[ssh]="$(ssh -V 2>&1 | cut -d, -f1)"
+fi
+if [[ -z ${SKIP[wstunnel-wss]:-} ]]; then
+    VERSION[wstunnel-wss]="$("$WSTUNNEL" --version 2>/dev/null | head -1)"
+    VERSION[wstunnel-ws]=${VERSION[wstunnel-wss]}
+fi
+if [[ -z ${SKIP[rathole]:-} ]]; then
+    VERSION[rathole]="$("$RATHOLE" --version 2>/dev/null | head -1)"
+fi
+
+# ---- peers ----------------------------------------------------------------
+peer_index() {
+    local i=0 p
+    for p in $ALL_PEERS; do
+        [[ $p == "$1" ]] && { echo "$i"; return; }
+        i=$((i + 1))
+    done
+}
+# The ssh peer's keys, made once.
+SSH_DIR=$WORK/ssh
+ssh_keys() {
+    [[ -f $SSH_DIR/user_key ]] && return 0
+    mkdir -p "$SSH_DIR"
+    chmod 700 "$SSH_DIR"
+    ssh-keygen -q -t ed25519 -N '' -f "$SSH_DIR/host_key" -C bench-host
+    ssh-keygen -q -t ed25519 -N '' -f "$SSH_DIR/user_key" -C bench-user
+    cp "$SSH_DIR/user_key.pub" "$SSH_DIR/authorized_keys"
+    # sshd refuses to start as root without its privilege separation dir.
+    if [[ $(id -u) == 0 ]]; then mkdir -p /run/sshd; fi
+}
+# No LogLevel here: ssh keeps the first value it gets, and the cipher probe
+# below needs DEBUG1.
+SSH_BASE=(-F /dev/null -i "$SSH_DIR/user_key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+    -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none -o ConnectTimeout=5)
+SSH_OPTS=("${SSH_BASE[@]}" -o LogLevel=ERROR)
+SSH_USER=$(id -un)
+random_token() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
+
+declare -A FRONT=() CPID=() SPID=()
+# start_peer PEER SET(tput|lat) BACKEND_PORT: start the tool's server and
+# client; its client listens on FRONT[PEER/SET] (TCP; and UDP on the same
+# port number for the tput set of a UDP-capable tool) and forwards to
+# BACKEND_PORT. Sets CPID/SPID[PEER/SET].
+start_peer() {
+    local peer=$1 set=$2 back=$3 idx front door key d cfg scmd=() ccmd=() udp=0 shown
+    idx=$(peer_index "$peer")
+    key="$peer/$set"
+    if [[ $peer == direct ]]; then
+        FRONT[$key]=$back
+        return 0
+    fi
+    if [[ $set == tput ]]; then
+        front=$((PORT_BASE + 10 + idx)) door=$((PORT_BASE + 30 + idx))
+        udp_capable "$peer" && udp=1
+    else
+        front=$((PORT_BASE + 110 + idx)) door=$((PORT_BASE + 130 + idx))
+    fi
+    d="$WORK/$peer-$set"
+    mkdir -p "$d"
+    case $peer in
+        onedoor)
+            "$ONEDOOR_BIN" init --state-dir "$d/state" --name "$LO" --port "$door" >"$d/key" 2>"$d/init.log" ||
+                { log "onedoor init failed: $(tail -3 "$d/init.log")"; return 1; }
+            scmd=("$ONEDOOR_BIN" serve -l "$LO:$door" --state-dir "$d/state" --tunnel)
+            ccmd=("$ONEDOOR_BIN" connect "$(cat "$d/key")" -L "$LO:$front:$LO:$back")
+            [[ $udp == 1 ]] && ccmd+=(-L "udp/$LO:$front:$LO:$back")
+            ;;
+        ssh)
+            ssh_keys
+            cfg="$d/sshd_config"
+            {
+                echo "Port $door"
+                echo "ListenAddress $LO"
+                echo "HostKey $SSH_DIR/host_key"
+                echo "AuthorizedKeysFile $SSH_DIR/authorized_keys"
+                echo "PidFile none"
+                echo "StrictModes no"
+                echo "UsePAM no"
+                echo "PasswordAuthentication no"
+                echo "KbdInteractiveAuthentication no"
+                echo "PubkeyAuthentication yes"
+                echo "PermitRootLogin yes"
+                echo "AllowTcpForwarding local"
+                echo "PermitOpen $LO:$back"
+                echo "UseDNS no"
+                echo "LogLevel ERROR"
+            } >"$cfg"
+            scmd=("$SSHD" -D -e -f "$cfg")
+            ccmd=(ssh "${SSH_OPTS[@]}" -p "$door" -N -o ExitOnForwardFailure=yes -L "$LO:$front:$LO:$back" "$SSH_USER@$LO")
+            ;;
+        wstunnel-wss | wstunnel-ws)
+            local scheme=${peer#wstunnel-}
+            scmd=("$WSTUNNEL" server --log-lvl WARN --restrict-to "$LO:$back" "$scheme://$LO:$door")
+            ccmd=("$WSTUNNEL" client --log-lvl WARN -L "tcp://$LO:$front:$LO:$back")
+            [[ $udp == 1 ]] && ccmd+=(-L "udp://$LO:$front:$LO:$back?timeout_sec=0")
+            ccmd+=("$scheme://$LO:$door")
+            ;;
+        rathole)
+            local tok
+            tok=$(random_token)
+            {
+                echo "[server]"
+                echo "bind_addr = \"$LO:$door\""
+                echo "[server.services.tcp]"
+                echo "token = \"$tok\""
+                echo "bind_addr = \"$LO:$front\""
+                if [[ $udp == 1 ]]; then
+                    echo "[server.services.udp]"
+                    echo "type = \"udp\""
+                    echo "token = \"$tok\""
+                    echo "bind_addr = \"$LO:$front\""
+                fi
+            } >"$d/server.toml"
+            {
+                echo "[client]"
+                echo "remote_addr = \"$LO:$door\""
+                echo "[client.services.tcp]"
+                echo "token = \"$tok\""
+                echo "local_addr = \"$LO:$back\""
+                if [[ $udp == 1 ]]; then
+                    echo "[client.services.udp]"
+                    echo "type = \"udp\""
+                    echo "token = \"$tok\""
+                    echo "local_addr = \"$LO:$back\""
+                fi
+            } >"$d/client.toml"
+            # rathole is a reverse tunnel: its *server* listens on the front
+            # port and its client connects to the backend. Warnings only, as
+            # for wstunnel (their INFO logs a line per connection).
+            scmd=(env RUST_LOG=warn "$RATHOLE" --server "$d/server.toml")
+            ccmd=(env RUST_LOG=warn "$RATHOLE" --client "$d/client.toml")
+            ;;
+    esac
+    start "$peer-$set-server" "${scmd[@]}"
+    SPID[$key]=$LAST_PID
+    if ! wait_listen "$door" "$LAST_PID"; then
+        log "$peer ($set): its server did not start; its log:"
+        tail -5 "$WORK/$peer-$set-server.log" >&2 || true
+        return 1
+    fi
+    start "$peer-$set-client" "${ccmd[@]}"
+    CPID[$key]=$LAST_PID
+    FRONT[$key]=$front
+    # The access key holds a token: never in the report.
+    shown="${scmd[*]}  ⟷  ${ccmd[*]}"
+    [[ $peer == onedoor ]] && shown=${shown//$(cat "$d/key")/KEY}
+    printf '%s (%s): %s\n' "$peer" "$set" "$shown" >>"$WORK/commands.txt"
+    if ! wait_listen "$front" "${SPID[$key]}" "${CPID[$key]}" ||
+        { [[ $udp == 1 ]] && ! wait_listen "$front" "${SPID[$key]}" "${CPID[$key]}" udp; }; then
+        log "$peer ($set): the forward did not come up; its logs:"
+        tail -5 "$WORK/$peer-$set-server.log" "$WORK/$peer-$set-client.log" >&2 || true
+        return 1
+    fi
+    if [[ $peer == onedoor ]]; then
+        # Its listeners open once the session is up; make sure it is.
+        wait_for "$WORK/$peer-$set-client.log" 'tunnel session up' 10 "${CPID[$key]}" ||
+            { log "onedoor ($set): no session"; return 1; }
+    fi
+}
+stop_peer() {
+    local key="$1/$2"
+    if [[ -n ${CPID[$key]:-} ]]; then stop "${CPID[$key]}"; fi
+    if [[ -n ${SPID[$key]:-} ]]; then stop "${SPID[$key]}"; fi
+}
+
+# Ports must be free (matters with NETNS=0).
+for port in $IPERF_PORT $ECHO_PORT $(seq $((PORT_BASE + 10)) $((PORT_BASE + 39))) \
+    $(seq $((PORT_BASE + 110)) $((PORT_BASE + 139))); do
+    listening "$port" && die "port $port is in use (set PORT_BASE, or use NETNS=1)"
+done
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+T_START=$SECONDS
+
+# rotate N: the active peers, rotated left by N.
+rotate() {
+    local n=$(($1 % ${#ACTIVE[@]}))
+    echo "${ACTIVE[@]:n}" "${ACTIVE[@]:0:n}"
+}
+
+# ---- 1. throughput, TCP and UDP -------------------------------------------
+: >"$WORK/tput.tsv"
+# iperf_run PEER TEST(1|P4|udp) ROUND
+iperf_run() {
+    local peer=$1 test=$2 round=$3 key="$1/tput" srv cpu="" out opt=() gbps bytes cpu_ms err lost
+    out="$WORK/iperf-$peer-$test-r$round.json"
+    case $test in
+        P4) opt=(-P 4) ;;
+        udp)
+            opt=(-u -b "$UDP_RATE")
+            [[ -n $UDP_LEN ]] && opt+=(-l "$UDP_LEN")
+            ;;
+    esac
+    start "iperf3-server" iperf3 -s -1 -B "$LO" -p "$IPERF_PORT"
+    srv=$LAST_PID
+    wait_listen "$IPERF_PORT" "$srv" || { log "iperf3 -s did not start"; stop "$srv"; return 0; }
+    if [[ $peer != direct ]]; then
+        start "cputree-$peer-$test-r$round" "$BENCH_BIN" cputree "${CPID[$key]}" "${SPID[$key]}" --label "$peer"
+        cpu=$LAST_PID
+    fi
+    run timeout $((DURATION + 20)) iperf3 -c "$LO" -p "${FRONT[$key]}" -t "$DURATION" -J \
+        --connect-timeout 3000 "${opt[@]}" >"$out" 2>"$out.err" || true
+    if [[ -n $cpu ]]; then stop "$cpu"; fi
+    stop "$srv"
+    # What the iperf3 server received (for UDP: after losses).
+    gbps=$(jq -r '(.end.sum_received.bits_per_second // empty) / 1e9' "$out" 2>/dev/null || true)
+    bytes=$(jq -r '.end.sum_received.bytes // empty' "$out" 2>/dev/null || true)
+    lost=$(jq -r '.end.sum_received.lost_percent // "nan"' "$out" 2>/dev/null || echo nan)
+    [[ $test == udp ]] || lost=nan
+    err=$(jq -r '.error // empty' "$out" 2>/dev/null || true)
+    cpu_ms=nan
+    if [[ -n $cpu ]]; then
+        cpu_ms=$(jq -r '.cpu_ms // "nan"' "$WORK/cputree-$peer-$test-r$round.log" 2>/dev/null || echo nan)
+    fi
+    if [[ -z $gbps || -z $bytes ]]; then
+        log "  $peer $test: failed ${err:-(no JSON; see $out.err)}"
+        printf '%s\t%s\t%s\tnan\tnan\tnan\tnan\n' "$round" "$peer" "$test" >>"$WORK/tput.tsv"
+        return 0
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$peer" "$test" "$gbps" "$bytes" "$cpu_ms" "$lost" >>"$WORK/tput.tsv"
+    if [[ $test == udp ]]; then
+        log "  $(printf '%-13s %-3s %6.2f Gbit/s  lost %5.1f %%  cpu %s ms' "$peer" "$test" "$gbps" "$lost" "$cpu_ms")"
+    else
+        log "  $(printf '%-13s %-3s %6.2f Gbit/s  cpu %s ms' "$peer" "$test" "$gbps" "$cpu_ms")"
+    fi
+}
+
+for p in "${ACTIVE[@]}"; do
+    start_peer "$p" tput "$IPERF_PORT" || { SKIP[$p]="failed to start"; stop_peer "$p" tput; }
+done
+for ((r = 1; r <= ROUNDS; r++)); do
+    log "throughput, round $r/$ROUNDS"
+    for p in $(rotate $((r - 1))); do
+        [[ -n ${SKIP[$p]:-} ]] && continue
+        iperf_run "$p" 1 "$r"
+        iperf_run "$p" P4 "$r"
+        if udp_capable "$p"; then iperf_run "$p" udp "$r"; fi
+    done
+done
+# The throughput tunnels are no longer needed.
+for p in "${ACTIVE[@]}"; do stop_peer "$p" tput; done
+
+# ---- 2. new-stream latency -------------------------------------------------
+: >"$WORK/lat.tsv"
+start echo-server "$BENCH_BIN" echo-server "$LO:$ECHO_PORT"
+ECHO_PID=$LAST_PID
+wait_listen "$ECHO_PORT" "$ECHO_PID" || die "echo-server did not start"
+for p in "${ACTIVE[@]}"; do
+    [[ -n ${SKIP[$p]:-} ]] && continue
+    start_peer "$p" lat "$ECHO_PORT" || { SKIP[$p]="failed to start"; stop_peer "$p" lat; }
+done
+if [[ -n ${CPID[ssh/lat]:-} && -z ${SKIP[ssh]:-} ]]; then
+    # The cipher ssh negotiates by default, for the report.
+    SSH_CIPHER=$(timeout 15 ssh "${SSH_BASE[@]}" -o LogLevel=DEBUG1 -p $((PORT_BASE + 130 + $(peer_index ssh))) \
+        "$SSH_USER@$LO" true 2>&1 | awk '/kex: client->server cipher:/ { print $5; exit }' || true)
+    VERSION[ssh]+=", cipher ${SSH_CIPHER:-unknown}"
+fi
+for ((r = 1; r <= ROUNDS; r++)); do
+    log "new-stream latency, round $r/$ROUNDS ($LAT_COUNT streams per peer)"
+    for p in $(rotate $((r - 1))); do
+        [[ -n ${SKIP[$p]:-} ]] && continue
+        out="$WORK/connlat-$p-r$r.json"
+        run timeout 180 "$BENCH_BIN" connlat "$LO:${FRONT[$p/lat]}" --count "$LAT_COUNT" \
+            --payload "$PAYLOAD" --deadline 120s --label "$p" >"$out" 2>"$out.err" || true
+        if [[ -s $out ]]; then
+            jq -r --arg r "$r" --arg p "$p" '[$r, $p, .p50_us, .p99_us, .errors, .count] | @tsv' "$out" >>"$WORK/lat.tsv"
+            log "  $(jq -r '"\(.label)  p50 \(.p50_us) µs  p99 \(.p99_us) µs  errors \(.errors)"' "$out")"
+        else
+            log "  $p: connlat failed: $(head -c 300 "$out.err")"
+        fi
+    done
+done
+
+# ---- 3. held connections --------------------------------------------------
+: >"$WORK/hold.tsv"
+# A held stream costs a client up to 2 fds (wstunnel, rathole: a local one
+# and one to the server); keep 64 for listeners, logs, the runtime.
+HOLD_MAX=$(((FD_LIMIT - 64) / 2))
+HOLD_N=$HOLD
+if [[ $HOLD_N -gt $HOLD_MAX ]]; then
+    HOLD_N=$HOLD_MAX
+    log "fd limit $FD_LIMIT: holding $HOLD_N, not $HOLD"
+fi
+# hold_run PEER: HOLD_N connections through PEER's lat set.
+hold_run() {
+    local peer=$1 key="$1/lat" out h c0 c1 s0 s1 cpu established alive dropped vfail gone=no p
+    out="$WORK/hold-$peer.json"
+    c0=$(rss_tree "${CPID[$key]}")
+    s0=$(rss_tree "${SPID[$key]}")
+    start "cputree-hold-$peer" "$BENCH_BIN" cputree "${CPID[$key]}" "${SPID[$key]}" --label "$peer"
+    cpu=$LAST_PID
+    start "hold-$peer" "$BENCH_BIN" hold "$LO:${FRONT[$key]}" --count "$HOLD_N" --payload "$PAYLOAD" \
+        --timeout 5s --deadline 150s --label "$peer"
+    h=$LAST_PID
+    if ! wait_for "$WORK/hold-$peer.log" '"event":"established"' 200 "$h"; then
+        log "  $peer: hold did not report"
+    fi
+    sleep 1
+    c1=$(rss_tree "${CPID[$key]}")
+    s1=$(rss_tree "${SPID[$key]}")
+    kill -TERM "$h" 2>/dev/null || true
+    wait_for "$WORK/hold-$peer.log" '"event":"released"' 30 "$h" || true
+    stop "$h"
+    stop "$cpu"
+    cp "$WORK/hold-$peer.log" "$out"
+    established=$(jq -r 'select(.event == "established") | .established' "$out" 2>/dev/null || echo 0)
+    alive=$(jq -r 'select(.event == "released") | .alive' "$out" 2>/dev/null || echo nan)
+    dropped=$(jq -r 'select(.event == "released") | .dropped' "$out" 2>/dev/null || echo nan)
+    vfail=$(jq -r 'select(.event == "released") | .verify_failed' "$out" 2>/dev/null || echo nan)
+    local cpu_ms
+    cpu_ms=$(jq -r '.cpu_ms // "nan"' "$WORK/cputree-hold-$peer.log" 2>/dev/null || echo nan)
+    for p in "${CPID[$key]}" "${SPID[$key]}"; do
+        if ! kill -0 "$p" 2>/dev/null; then gone="yes (pid $p)"; fi
+    done
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$peer" "$HOLD_N" "${established:-0}" "${alive:-nan}" \
+        "${dropped:-nan}" "${vfail:-nan}" "$c0" "$c1" "$s0" "$s1" "$cpu_ms" "$gone" >>"$WORK/hold.tsv"
+    log "  $peer: ${established:-0} established, ${alive:-?} alive at release; client RSS $c0 → $c1 KiB, server $s0 → $s1 KiB; exited: $gone"
+}
+for p in "${ACTIVE[@]}"; do
+    [[ $p == direct || -n ${SKIP[$p]:-} ]] && continue
+    log "held connections: $HOLD_N through $p"
+    hold_run "$p"
+done
+
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+ELAPSED=$((SECONDS - T_START))
+
+# ---- report ---------------------------------------------------------------
+tput_med() { # PEER TEST COLUMN(4=gbps 5=bytes 6=cpu_ms 7=lost%)
+    awk -F'\t' -v p="$1" -v t="$2" -v c="$3" '$2 == p && $3 == t { print $c }' "$WORK/tput.tsv" | median
+}
+tput_best() { # PEER TEST: the highest Gbit/s of the rounds (noise only ever lowers it)
+    awk -F'\t' -v p="$1" -v t="$2" '$2 == p && $3 == t && $4 != "nan" { print $4 }' "$WORK/tput.tsv" | sort -g | tail -1
+}
+# CPU s/GB per run, then the median over runs.
+cpu_per_gb_med() {
+    awk -F'\t' -v p="$1" -v t="$2" '$2 == p && $3 == t && $5 + 0 > 0 && $6 != "nan" { print ($6 / 1000) / ($5 / 1e9) }' "$WORK/tput.tsv" | median
+}
+lat_med() { # PEER COLUMN(3=p50 4=p99 5=errors)
+    awk -F'\t' -v p="$1" -v c="$2" '$2 == p { print $c }' "$WORK/lat.tsv" | median
+}
+isnum() { [[ $1 =~ ^-?[0-9.]+([eE][-+]?[0-9]+)?$ ]]; }
+fmt() { # FORMAT VALUE: printf, or "—" for a missing value
+    # shellcheck disable=SC2059 # the format is the argument
+    if isnum "$2"; then printf "$1" "$2"; else printf '—'; fi
+}
+ratio() { # A B: A/B formatted "0.56×"
+    if isnum "$1" && isnum "$2" && awk -v b="$2" 'BEGIN { exit !(b > 0) }'; then
+        awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f×", a / b }'
+    else printf '—'; fi
+}
+describe() {
+    case $1 in
+        direct) echo "no tunnel" ;;
+        onedoor) echo "${VERSION[onedoor]}: \`connect -L\` → \`serve --tunnel\`, TLS (encrypted)" ;;
+        ssh) echo "${VERSION[ssh]:-OpenSSH}: \`ssh -L\` → sshd (encrypted)" ;;
+        wstunnel-wss) echo "${VERSION[wstunnel-wss]:-wstunnel}: \`wss://\` (TLS, encrypted)" ;;
+        wstunnel-ws) echo "${VERSION[wstunnel-ws]:-wstunnel}: \`ws://\` (unencrypted)" ;;
+        rathole) echo "${VERSION[rathole]:-rathole}: TCP transport (unencrypted)" ;;
+    esac
+}
+
+D1=$(tput_med direct 1 4)
+DP4=$(tput_med direct P4 4)
+DU=$(tput_med direct udp 4)
+DLAT=$(lat_med direct 3)
+declare -A HOLDKIB=() HOLDC=() HOLDS=()
+while IFS=$'\t' read -r label _n est alive _dr _vf c0 c1 s0 s1 _cpu _gone; do
+    if isnum "$est" && [[ $est -gt 0 ]]; then
+        d=$est
+        if isnum "$alive" && [[ $alive -gt 0 ]]; then d=$alive; fi
+        HOLDC[$label]=$(awk -v b="$c0" -v a="$c1" -v n="$d" 'BEGIN { printf "%.1f", (a - b) / n }')
+        HOLDS[$label]=$(awk -v b="$s0" -v a="$s1" -v n="$d" 'BEGIN { printf "%.1f", (a - b) / n }')
+        HOLDKIB[$label]=$(awk -v b="$((c0 + s0))" -v a="$((c1 + s1))" -v n="$d" 'BEGIN { printf "%.1f", (a - b) / n }')
+    fi
+done <"$WORK/hold.tsv"
+
+{
+    echo "# onedoor tunnel benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "Command: \`$CMDLINE\`"
+    echo
+    echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), Linux $(uname -r);" \
+        "load average $LOAD_START at start, $LOAD_END at end; $ELAPSED s." \
+        "$(if [[ $NETNS == 1 ]]; then echo "Private network namespace, loopback."; else echo "Host loopback."; fi)" \
+        "iperf $(iperf3 --version 2>/dev/null | head -1 | awk '{ print $2 }')."
+    echo
+    echo "Median of $ROUNDS rounds (in brackets: the best round; other load only ever lowers throughput); iperf3 \`-t $DURATION\` to \`iperf3 -s\`" \
+        "through each tool's local forward. CPU: the tool's client and server process trees together." \
+        "New streams: $LAT_COUNT per peer per round through a live session (connect, send \`$PAYLOAD\`, first echoed byte, close), medians of the per-round percentiles." \
+        "Held: $HOLD_N concurrent forwarded connections, each echoed once; (client + server) RSS growth / connections."
+    echo
+    echo "| peer | what | 1 stream Gbit/s (best) | × direct | -P4 Gbit/s | × direct | CPU s/GB (1 / -P4) | new stream p50 / p99 µs | × direct p50 | KiB per held conn (client + server) |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    for p in $PEERS; do
+        if [[ -n ${SKIP[$p]:-} ]]; then
+            echo "| $p | skipped: ${SKIP[$p]} | | | | | | | | |"
+            continue
+        fi
+        g1=$(tput_med "$p" 1 4)
+        b1=$(tput_best "$p" 1)
+        g4=$(tput_med "$p" P4 4)
+        c1=$(cpu_per_gb_med "$p" 1)
+        c4=$(cpu_per_gb_med "$p" P4)
+        l50=$(lat_med "$p" 3)
+        l99=$(lat_med "$p" 4)
+        hk=—
+        if [[ -n ${HOLDKIB[$p]:-} ]]; then hk="${HOLDKIB[$p]} (${HOLDC[$p]} + ${HOLDS[$p]})"; fi
+        echo "| $p | $(describe "$p") | $(fmt %.2f "$g1") ($(fmt %.1f "$b1")) | $(ratio "$g1" "$D1") | $(fmt %.2f "$g4") | $(ratio "$g4" "$DP4")" \
+            "| $(fmt %.2f "$c1") / $(fmt %.2f "$c4") | $(fmt %.0f "$l50") / $(fmt %.0f "$l99") | $(ratio "$l50" "$DLAT") | $hk |"
+    done
+    echo
+    echo "UDP: \`iperf3 -u -b $UDP_RATE${UDP_LEN:+ -l $UDP_LEN}\` (what the iperf3 server received; loss as it counted it), through each tool that forwards UDP:"
+    echo
+    echo "| peer | received Gbit/s (best) | × direct | lost % | CPU s/GB |"
+    echo "|---|---|---|---|---|"
+    for p in $PEERS; do
+        udp_capable "$p" || continue
+        if [[ -n ${SKIP[$p]:-} ]]; then
+            echo "| $p | skipped: ${SKIP[$p]} | | | |"
+            continue
+        fi
+        gu=$(tput_med "$p" udp 4)
+        bu=$(tput_best "$p" udp)
+        lu=$(tput_med "$p" udp 7)
+        cu=$(cpu_per_gb_med "$p" udp)
+        echo "| $p | $(fmt %.2f "$gu") ($(fmt %.2f "$bu")) | $(ratio "$gu" "$DU") | $(fmt %.1f "$lu") | $(fmt %.2f "$cu") |"
+    done
+    if [[ " $PEERS " == *" ssh "* ]]; then echo "| ssh | no UDP forwarding (\`ssh -L\` is TCP only) | | | |"; fi
+    echo
+    if [[ -s $WORK/hold.tsv ]]; then
+        echo "Held connections:"
+        echo
+        echo "| peer | requested | established | alive at release | dropped while held / failed the check | client RSS before → after KiB | server RSS before → after KiB | KiB per conn: client + server = total | CPU s while holding | a process exited |"
+        echo "|---|---|---|---|---|---|---|---|---|---|"
+        while IFS=$'\t' read -r label n est alive dr vf c0 c1 s0 s1 cpu gone; do
+            echo "| $label | $n | $est | $alive | $dr / $vf | $c0 → $c1 | $s0 → $s1 | ${HOLDC[$label]:-—} + ${HOLDS[$label]:-—} = ${HOLDKIB[$label]:-—} | $(fmt %.2f "$(awk -v c="$cpu" 'BEGIN { if (c ~ /^[0-9.]+$/) print c / 1000; else print "nan" }')") | $gone |"
+        done <"$WORK/hold.tsv"
+        echo
+    fi
+    if [[ -z ${SKIP[onedoor]:-} && " $PEERS " == *" onedoor "* ]]; then
+        O1=$(tput_med onedoor 1 4)
+        OB=$(tput_best onedoor 1)
+        S1=$(tput_med ssh 1 4)
+        SB=$(tput_best ssh 1)
+        W1=$(tput_med wstunnel-wss 1 4)
+        WB=$(tput_best wstunnel-wss 1)
+        OLAT=$(lat_med onedoor 3)
+        verdict() { if awk "BEGIN { exit !($1) }" 2>/dev/null; then echo PASS; else echo FAIL; fi; }
+        echo "Targets (issue 4; verdicts on the medians):"
+        echo
+        echo "| target | measured | verdict |"
+        echo "|---|---|---|"
+        if isnum "$O1" && isnum "$S1"; then
+            echo "| single stream ≥ 2× \`ssh -L\` | $(ratio "$O1" "$S1") ($(fmt %.2f "$O1") vs $(fmt %.2f "$S1") Gbit/s; best vs best $(ratio "$OB" "$SB")) | $(verdict "$O1 >= 2 * $S1") |"
+        else
+            echo "| single stream ≥ 2× \`ssh -L\` | not measured | — |"
+        fi
+        if isnum "$O1" && isnum "$W1"; then
+            echo "| single stream ≥ 1.2× wstunnel \`wss\` | $(ratio "$O1" "$W1") ($(fmt %.2f "$O1") vs $(fmt %.2f "$W1") Gbit/s; best vs best $(ratio "$OB" "$WB")) | $(verdict "$O1 >= 1.2 * $W1") |"
+        else
+            echo "| single stream ≥ 1.2× wstunnel \`wss\` | not measured${SKIP[wstunnel-wss]:+ (${SKIP[wstunnel-wss]})} | — |"
+        fi
+        if isnum "$OLAT" && isnum "$DLAT"; then
+            echo "| new-stream p50 ≤ 2× direct | $(ratio "$OLAT" "$DLAT") ($(fmt %.0f "$OLAT") vs $(fmt %.0f "$DLAT") µs) | $(verdict "$OLAT <= 2 * $DLAT") |"
+        else
+            echo "| new-stream p50 ≤ 2× direct | not measured | — |"
+        fi
+        if [[ -n ${HOLDKIB[onedoor]:-} ]]; then
+            oalive=$(awk -F'\t' '$1 == "onedoor" { print $4 }' "$WORK/hold.tsv")
+            echo "| ≤ 16 KiB per held connection, client and server together | ${HOLDKIB[onedoor]} KiB (${HOLDC[onedoor]} client + ${HOLDS[onedoor]} server), $oalive of $HOLD_N alive | $(verdict "${HOLDKIB[onedoor]} <= 16 && $oalive >= $HOLD_N") |"
+        else
+            echo "| ≤ 16 KiB per held connection | not measured | — |"
+        fi
+        echo
+    fi
+    echo "<details><summary>Every run</summary>"
+    echo
+    echo "| round | peer | test | Gbit/s received | GB moved | client + server CPU s | UDP lost % |"
+    echo "|---|---|---|---|---|---|---|"
+    awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, ($4 == "nan" ? "failed" : sprintf("%.2f", $4)), ($5 == "nan" ? "—" : sprintf("%.2f", $5 / 1e9)), ($6 == "nan" ? "—" : sprintf("%.2f", $6 / 1000)), ($7 == "nan" ? "—" : sprintf("%.1f", $7)) }' "$WORK/tput.tsv"
+    echo
+    echo "| round | peer | p50 µs | p99 µs | errors | streams |"
+    echo "|---|---|---|---|---|---|"
+    awk -F'\t' '{ printf "| %s | %s | %.0f | %.0f | %s | %s |\n", $1, $2, $3, $4, $5, $6 }' "$WORK/lat.tsv"
+    echo
+    echo "Peers as started (server ⟷ client):"
+    echo
+    echo '```'
+    cat "$WORK/commands.txt" 2>/dev/null || true
+    echo '```'
+    echo
+    echo "</details>"
+} >"$WORK/report.md"
+log "done in $ELAPSED s"

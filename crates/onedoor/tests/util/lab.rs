@@ -1,0 +1,455 @@
+//! Helpers for end-to-end tests behind the lab's real firewall: a lab per
+//! test (skipped without root and namespaces, required under
+//! `ONEDOOR_E2E=require`), checks and commands run inside a namespace, and
+//! real peers started inside the internet namespace — `onedoor serve
+//! --tunnel` on door 443, OpenSSH's sshd, nginx, iperf3, a UDP echo.
+//!
+//! Every process is a [`Proc`] spawned by [`Lab::command`] from the test's
+//! own thread, so it is killed on drop and, through `PR_SET_PDEATHSIG`, when
+//! the test thread ends. Nothing here sends a packet outside the lab's
+//! namespaces: every address is the lab's own or a namespace's loopback.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use onedoor_lab::{Instance, Lab, LabConfig, Policy, Role};
+
+use super::{run_bounded, skip, wait_for, which, Proc, START_BOUND};
+
+/// A lab with `policy` as instance `n`, or `None` after [`skip`] when this
+/// machine can't build one (not root, no namespaces, no nftables).
+pub(crate) fn lab(test: &str, policy: Policy, n: u8) -> Option<Lab> {
+    if let Err(e) = onedoor_lab::preflight() {
+        skip(test, &format!("no lab here: {e}"));
+        return None;
+    }
+    let config = LabConfig {
+        policy,
+        instance: Some(Instance(n)),
+    };
+    Some(Lab::build(config).unwrap_or_else(|e| panic!("{test}: building the lab: {e}")))
+}
+
+/// A TCP connection from inside `role` to `to`, within `limit`.
+pub(crate) fn tcp_connect_in(
+    lab: &Lab,
+    role: Role,
+    to: SocketAddr,
+    limit: Duration,
+) -> io::Result<TcpStream> {
+    lab.run_in(role, || TcpStream::connect_timeout(&to, limit))?
+}
+
+/// Whether something accepts on `to`, seen from inside `role` (200 ms).
+pub(crate) fn accepts_in(lab: &Lab, role: Role, to: SocketAddr) -> bool {
+    tcp_connect_in(lab, role, to, Duration::from_millis(200)).is_ok()
+}
+
+/// Send `payload` from a fresh UDP socket inside `role` to `to` and return
+/// the first datagram that comes back within `limit` (`None`: silence).
+pub(crate) fn udp_round_trip_in(
+    lab: &Lab,
+    role: Role,
+    to: SocketAddr,
+    payload: &[u8],
+    limit: Duration,
+) -> Option<Vec<u8>> {
+    let s = lab
+        .udp_socket(role, "0.0.0.0:0".parse().unwrap())
+        .expect("udp socket in the namespace");
+    s.set_read_timeout(Some(limit)).unwrap();
+    s.send_to(payload, to).ok()?;
+    let mut buf = vec![0u8; 65_536];
+    let (n, _) = s.recv_from(&mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// Spawn `program ARGS...` inside `role` as a [`Proc`] named `name`, its
+/// output in `dir`.
+pub(crate) fn spawn_in(
+    lab: &Lab,
+    role: Role,
+    name: &str,
+    dir: &Path,
+    program: impl AsRef<std::ffi::OsStr>,
+    args: &[String],
+    tweak: impl FnOnce(&mut Command),
+) -> Proc {
+    let mut cmd = lab.command(role, program);
+    cmd.args(args);
+    tweak(&mut cmd);
+    Proc::spawn(name, &mut cmd, dir).unwrap_or_else(|e| panic!("spawn {name}: {e}"))
+}
+
+/// Wait until `addr` accepts inside `role` while `proc` lives; panic with
+/// its stderr otherwise.
+pub(crate) fn wait_listening(lab: &Lab, role: Role, proc: &mut Proc, addr: SocketAddr) {
+    let up = wait_for(START_BOUND, || {
+        proc.exited().is_some() || accepts_in(lab, role, addr)
+    }) && proc.exited().is_none();
+    assert!(
+        up,
+        "nothing accepted on {addr} in the {} namespace within {START_BOUND:?} (exit: {:?}); stderr:\n{}",
+        role.name(),
+        proc.exited(),
+        proc.stderr_tail(4096)
+    );
+}
+
+/// Wait until `proc`'s stderr (or stdout) contains `marker` while it lives;
+/// panic with its stderr otherwise.
+pub(crate) fn wait_marker(proc: &mut Proc, marker: &str, limit: Duration) {
+    let seen = wait_for(limit, || {
+        proc.exited().is_some() || proc.stderr().contains(marker) || proc.stdout().contains(marker)
+    }) && proc.exited().is_none();
+    assert!(
+        seen,
+        "no {marker:?} within {limit:?} (exit: {:?}); stdout:\n{}\nstderr:\n{}",
+        proc.exited(),
+        proc.stdout(),
+        proc.stderr_tail(4096)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The door: `onedoor init` + `onedoor serve --tunnel` on the internet's 443
+
+/// `onedoor serve --tunnel` on door 443 of the lab's internet, with a fresh
+/// state dir whose first client (allowed `*`) has [`LabDoor::key`].
+pub(crate) struct LabDoor {
+    /// The server process (in the internet namespace).
+    pub(crate) serve: Proc,
+    /// Where it listens: the internet's address, port 443.
+    pub(crate) addr: SocketAddrV4,
+    /// The first client's access key, `onedoor://TOKEN@ADDR:443?fp=…`.
+    pub(crate) key: String,
+    /// A file holding the key (for shells: the key has `?` and `=`).
+    pub(crate) key_file: PathBuf,
+    /// The state dir.
+    pub(crate) state: PathBuf,
+}
+
+impl LabDoor {
+    /// `init --name INTERNET`, then `serve -l INTERNET:443 --tunnel
+    /// [--fallback ADDR]` inside the internet, waiting until the house can
+    /// reach the door through the firewall.
+    pub(crate) fn start(lab: &Lab, dir: &Path, fallback: Option<SocketAddr>) -> LabDoor {
+        let addr = lab.plan().internet_door(443);
+        let state = dir.join("state");
+        let mut init = super::onedoor();
+        init.arg("init")
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--name", &addr.ip().to_string()]);
+        let r = run_bounded(&mut init, Duration::from_secs(20));
+        assert_eq!(r.code(), Some(0), "onedoor init: {}", r.stderr);
+        let key = r.stdout.trim().to_owned();
+        assert!(
+            key.starts_with("onedoor://") && key.contains(&format!("@{addr}?fp=SHA256:")),
+            "init printed {key:?}"
+        );
+        let key_file = dir.join("access-key");
+        fs::write(&key_file, &key).unwrap();
+        let mut args = vec![
+            "serve".to_owned(),
+            "-l".to_owned(),
+            addr.to_string(),
+            "--tunnel".to_owned(),
+            "--state-dir".to_owned(),
+            state.display().to_string(),
+        ];
+        if let Some(f) = fallback {
+            args.extend(["--fallback".to_owned(), f.to_string()]);
+        }
+        let mut serve = spawn_in(
+            lab,
+            Role::Internet,
+            "onedoor-serve",
+            dir,
+            env!("CARGO_BIN_EXE_onedoor"),
+            &args,
+            |c| {
+                c.env("RUST_LOG", "info").env("NO_COLOR", "1");
+            },
+        );
+        wait_listening(lab, Role::House, &mut serve, addr.into());
+        LabDoor {
+            serve,
+            addr,
+            key,
+            key_file,
+            state,
+        }
+    }
+
+    /// `onedoor connect KEY ARGS...` in the background inside the house,
+    /// returned once its stderr shows `ready` (a listener's log line, written
+    /// after the first session is up).
+    pub(crate) fn connect(
+        &self,
+        lab: &Lab,
+        dir: &Path,
+        name: &str,
+        args: &[String],
+        ready: &str,
+    ) -> Proc {
+        let mut all = vec!["connect".to_owned(), self.key.clone()];
+        all.extend_from_slice(args);
+        let mut p = spawn_in(
+            lab,
+            Role::House,
+            name,
+            dir,
+            env!("CARGO_BIN_EXE_onedoor"),
+            &all,
+            |c| {
+                c.env("RUST_LOG", "info")
+                    .env("NO_COLOR", "1")
+                    .env_remove("ONEDOOR_TOKEN");
+            },
+        );
+        wait_marker(&mut p, ready, Duration::from_secs(15));
+        p
+    }
+}
+
+// ---------------------------------------------------------------------------
+// OpenSSH inside a namespace
+
+/// A private sshd inside a namespace (throwaway host key, one authorised
+/// client key, no passwords), and the `ssh` command lines that log in.
+pub(crate) struct NsSshd {
+    proc: Proc,
+    /// Where it listens, from inside its namespace.
+    pub(crate) addr: SocketAddr,
+    ssh: PathBuf,
+    user: String,
+    client_key: PathBuf,
+}
+
+impl NsSshd {
+    /// Start sshd listening on `listen` inside `role`; `Err` when OpenSSH is
+    /// not installed.
+    pub(crate) fn start(
+        lab: &Lab,
+        role: Role,
+        listen: SocketAddr,
+        dir: &Path,
+    ) -> Result<NsSshd, String> {
+        let sshd = which("sshd")?;
+        let ssh = which("ssh")?;
+        let keygen = which("ssh-keygen")?;
+        let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .ok_or("the current user has no passwd entry")?;
+        // sshd refuses to start without its privilege separation dir.
+        fs::create_dir_all("/run/sshd").map_err(|e| format!("mkdir /run/sshd: {e}"))?;
+        let d = dir.join("sshd");
+        fs::create_dir_all(&d).unwrap();
+        for key in ["host_key", "user_key"] {
+            let mut c = Command::new(&keygen);
+            c.args(["-q", "-t", "ed25519", "-N", "", "-C", "onedoor-test", "-f"])
+                .arg(d.join(key));
+            let r = run_bounded(&mut c, Duration::from_secs(20));
+            assert_eq!(r.code(), Some(0), "ssh-keygen: {}", r.stderr);
+        }
+        fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
+        let mut conf = String::new();
+        writeln!(conf, "ListenAddress {listen}").unwrap();
+        writeln!(conf, "HostKey {}", d.join("host_key").display()).unwrap();
+        writeln!(
+            conf,
+            "AuthorizedKeysFile {}",
+            d.join("authorized_keys").display()
+        )
+        .unwrap();
+        conf.push_str(
+            "PidFile none\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin yes\n\
+             UseDNS no\nMaxStartups 100:30:200\nLogLevel INFO\n",
+        );
+        let conf_path = d.join("sshd_config");
+        fs::write(&conf_path, conf).unwrap();
+        let args = vec![
+            "-D".to_owned(),
+            "-e".to_owned(),
+            "-f".to_owned(),
+            conf_path.display().to_string(),
+        ];
+        let mut proc = spawn_in(lab, role, "sshd", dir, &sshd, &args, |_| {});
+        wait_listening(lab, role, &mut proc, listen);
+        Ok(NsSshd {
+            proc,
+            addr: listen,
+            ssh,
+            user,
+            client_key: d.join("user_key"),
+        })
+    }
+
+    /// `ssh -p PORT -i KEY -o … EXTRA... user@HOST COMMAND` inside `role`,
+    /// non-interactive, no config, no known hosts, 5 s connect timeout.
+    pub(crate) fn ssh_in(
+        &self,
+        lab: &Lab,
+        role: Role,
+        host: &str,
+        port: u16,
+        extra: &[&str],
+        command: &str,
+    ) -> Command {
+        let mut cmd = lab.command(role, &self.ssh);
+        cmd.args(["-F", "/dev/null", "-p", &port.to_string(), "-i"])
+            .arg(&self.client_key)
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "IdentityAgent=none",
+                "-o",
+                "ConnectTimeout=5",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .args(extra)
+            .arg(format!("{}@{host}", self.user))
+            .arg(command);
+        cmd
+    }
+
+    /// sshd's log so far.
+    pub(crate) fn log(&self) -> String {
+        self.proc.stderr()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// nginx inside a namespace
+
+/// One real nginx (single process, `master_process off`) inside a
+/// namespace, answering `GET /` on each of its listen addresses with a
+/// fixed body.
+pub(crate) struct NsNginx {
+    _proc: Proc,
+}
+
+impl NsNginx {
+    /// Start it on `listen` (nginx `listen` arguments, e.g.
+    /// `127.0.0.1:80`) inside `role`; `Err` when nginx is not installed.
+    pub(crate) fn start(
+        lab: &Lab,
+        role: Role,
+        listen: &[SocketAddr],
+        body: &str,
+        dir: &Path,
+    ) -> Result<NsNginx, String> {
+        let nginx = which("nginx")?;
+        let d = dir.join("nginx");
+        fs::create_dir_all(d.join("tmp")).unwrap();
+        let mut conf = String::new();
+        conf.push_str("daemon off;\nmaster_process off;\nworker_processes 1;\n");
+        writeln!(conf, "pid {};", d.join("nginx.pid").display()).unwrap();
+        conf.push_str("error_log stderr warn;\nevents { worker_connections 256; }\nhttp {\n");
+        conf.push_str("  access_log off;\n");
+        for t in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+            writeln!(conf, "  {t}_temp_path {};", d.join("tmp").join(t).display()).unwrap();
+        }
+        conf.push_str("  server {\n    server_name _;\n");
+        for a in listen {
+            writeln!(conf, "    listen {a};").unwrap();
+        }
+        writeln!(
+            conf,
+            "    location / {{ default_type text/plain; return 200 {body:?}; }}\n  }}\n}}"
+        )
+        .unwrap();
+        let conf_path = d.join("nginx.conf");
+        fs::write(&conf_path, conf).unwrap();
+        let args = vec![
+            "-p".to_owned(),
+            format!("{}/", d.display()),
+            "-c".to_owned(),
+            conf_path.display().to_string(),
+            "-e".to_owned(),
+            "stderr".to_owned(),
+        ];
+        let mut proc = spawn_in(lab, role, "nginx", dir, &nginx, &args, |_| {});
+        for &a in listen {
+            wait_listening(lab, role, &mut proc, a);
+        }
+        Ok(NsNginx { _proc: proc })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A UDP echo inside a namespace (the lab's "crosswords")
+
+/// A UDP echo on a socket bound inside a namespace: every datagram goes
+/// back to its sender unchanged. Stops on drop.
+pub(crate) struct UdpEcho {
+    /// Where it listens, from inside its namespace.
+    pub(crate) addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<u64>>,
+}
+
+impl UdpEcho {
+    /// Bind `addr` inside `role` and echo on a thread.
+    pub(crate) fn start(lab: &Lab, role: Role, addr: SocketAddr) -> UdpEcho {
+        let s: UdpSocket = lab
+            .udp_socket(role, addr)
+            .unwrap_or_else(|e| panic!("bind udp {addr} in the {} namespace: {e}", role.name()));
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut echoed = 0u64;
+            let mut buf = vec![0u8; 65_536];
+            while !stop2.load(Ordering::SeqCst) {
+                if let Ok((n, from)) = s.recv_from(&mut buf) {
+                    if s.send_to(&buf[..n], from).is_ok() {
+                        echoed += 1;
+                    }
+                }
+            }
+            echoed
+        });
+        UdpEcho {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop and say how many datagrams were echoed.
+    pub(crate) fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().map_or(0, |t| t.join().unwrap_or(0))
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
