@@ -394,7 +394,8 @@ if [[ -z ${SKIP[wstunnel-wss]:-} ]]; then
     VERSION[wstunnel-ws]=${VERSION[wstunnel-wss]}
 fi
 if [[ -z ${SKIP[rathole]:-} ]]; then
-    VERSION[rathole]="$("$RATHOLE" --version 2>/dev/null | head -1)"
+    # rathole 0.5 prints a build table; its version is on "Build Version:".
+    VERSION[rathole]="rathole $("$RATHOLE" --version 2>/dev/null | awk '/Build Version/ { print $3; exit }')"
 fi
 
 # ---- peers ----------------------------------------------------------------

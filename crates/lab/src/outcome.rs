@@ -83,7 +83,7 @@ impl Observed {
             Observed::Dropped { .. } => "dropped",
             Observed::Refused { .. } => "refused",
             Observed::Failed { .. } => "failed",
-            Observed::Skipped { .. } => "skipped",
+            Observed::Skipped { .. } => "not tried",
         }
     }
 }
@@ -105,7 +105,7 @@ impl fmt::Display for Observed {
                 Refusal::ProxyForbidden => "refused by the proxy (403 Forbidden)",
             }),
             Observed::Failed { error } => write!(f, "failed: {error}"),
-            Observed::Skipped { reason } => write!(f, "skipped: {reason}"),
+            Observed::Skipped { reason } => write!(f, "not tried ({reason})"),
         }
     }
 }
@@ -120,6 +120,9 @@ pub enum Path {
     ThroughDoor443,
     /// Through the router's HTTP CONNECT proxy to door 443.
     ThroughProxy,
+    /// Through `onedoor connect`'s tunnel to `onedoor serve --tunnel` on
+    /// door 443 (TLS, pinned key, one session for every forward).
+    ThroughTunnel,
     /// Inside one namespace (e.g. waiting for serve to listen).
     Local,
 }
@@ -184,6 +187,30 @@ impl Attempt {
     }
 }
 
+/// The tunnel chapter, beyond its steps.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TunnelChapter {
+    /// The `onedoor connect` command line in the house (without the
+    /// binary; the access key's token is shown as `KEY`).
+    pub connect_args: Vec<String>,
+    /// The throughput figure, when it was measured.
+    pub throughput: Option<Throughput>,
+    /// Why the chapter was not told (e.g. it needs `connect --proxy`).
+    pub not_tried: Option<String>,
+}
+
+/// Bytes pushed from the house through the tunnel to a sink on the
+/// internet, acknowledged by the sink.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Throughput {
+    /// Bytes the sink counted.
+    pub bytes: u64,
+    /// Milliseconds from the first byte to the sink's count.
+    pub ms: u64,
+    /// Megabytes (10^6 bytes) per second.
+    pub mb_per_s: f64,
+}
+
 /// The verdict of one run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {
@@ -212,6 +239,9 @@ pub struct Run {
     pub serve_args: Vec<String>,
     /// The checked steps, in order.
     pub steps: Vec<Step>,
+    /// The tunnel chapter: `onedoor connect`'s command line and the
+    /// throughput through the firewall (absent when not reached).
+    pub tunnel: Option<TunnelChapter>,
     /// The verdict (absent when the run was interrupted before it).
     pub verdict: Option<Verdict>,
     /// Milliseconds to build the lab.
@@ -279,6 +309,28 @@ pub fn verdict(policy: Policy, steps: &[Step]) -> Verdict {
                 && matches!(s.observed, Observed::Reached { .. })
         })
         .collect();
+    let mut tunnelled: Vec<String> = Vec::new();
+    for s in steps.iter().filter(|s| {
+        s.path == Path::ThroughTunnel
+            && matches!(s.observed, Observed::Reached { .. })
+            && matches!(s.service.as_str(), "library" | "crosswords")
+    }) {
+        let phrase = match s.service.as_str() {
+            "crosswords" => "the crosswords on UDP 1194".to_owned(),
+            other => service_phrase(other),
+        };
+        if !tunnelled.contains(&phrase) {
+            tunnelled.push(phrase);
+        }
+    }
+    let tunnel_words = if tunnelled.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Through the tunnel on the same door 443, onedoor connect carried {} too.",
+            join_words(&tunnelled)
+        )
+    };
     if blocked.is_empty() || through.is_empty() {
         return Verdict {
             holds: false,
@@ -302,7 +354,7 @@ pub fn verdict(policy: Policy, steps: &[Step]) -> Verdict {
     Verdict {
         holds: true,
         text: format!(
-            "The router blocked {}, yet {} {} reached through {via}. \
+            "The router blocked {}, yet {} {} reached through {via}.{tunnel_words} \
              Blocking doors costs convenience, not security: one open door is enough.",
             door_list(&blocked),
             join_words(

@@ -226,6 +226,28 @@ fn svg(run: &Run) -> String {
     s
 }
 
+/// The tunnel chapter: the command line and the throughput figure.
+fn tunnel_section(out: &mut String, run: &Run) {
+    let Some(t) = &run.tunnel else { return };
+    let _ = write!(
+        out,
+        "<h3>Through the tunnel</h3>\n<p>In the house: <code>onedoor {}</code></p>\n",
+        escape(&t.connect_args.join(" "))
+    );
+    if let Some(why) = &t.not_tried {
+        let _ = writeln!(out, "<p>Not tried: {}.</p>", escape(why));
+    }
+    if let Some(f) = &t.throughput {
+        let _ = writeln!(
+            out,
+            r#"<p class="throughput">Throughput through the firewall: <strong>{:.0} MB/s</strong> ({} MiB in {} ms, counted by a sink on the internet).</p>"#,
+            f.mb_per_s,
+            f.bytes >> 20,
+            f.ms
+        );
+    }
+}
+
 fn door_cell(d: Option<Door>) -> String {
     d.map(|d| d.to_string()).unwrap_or_default()
 }
@@ -235,6 +257,7 @@ fn path_words(p: Path) -> &'static str {
         Path::Direct => "straight",
         Path::ThroughDoor443 => "through door 443",
         Path::ThroughProxy => "through the proxy",
+        Path::ThroughTunnel => "through the tunnel on door 443",
         Path::Local => "on the server",
     }
 }
@@ -319,6 +342,7 @@ fn run_section(out: &mut String, run: &Run) {
         );
     }
     out.push_str("</tbody></table>\n");
+    tunnel_section(out, run);
     match (verdict, &run.stopped) {
         (_, Some(stopped)) => {
             let _ = write!(
@@ -477,6 +501,7 @@ mod tests {
             plan,
             map: None,
             serve_args: vec!["serve".into()],
+            tunnel: None,
             verdict: Some(verdict(policy, &steps)),
             steps,
             build_ms: 10,

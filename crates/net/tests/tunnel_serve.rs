@@ -15,6 +15,7 @@ use onedoor_net::tunnel::{AuthRefusal, ConnectError, OpenError};
 use onedoor_proto::config::{At, RouteSource, ServeLayer};
 use onedoor_proto::probe::hello::ED25519_SPKI_PREFIX;
 use onedoor_proto::tunnel::session::ClientHello;
+use onedoor_proto::tunnel::session::DoorTag;
 use onedoor_proto::tunnel::{AllowList, AllowPattern, Fingerprint, Token};
 use onedoor_proto::Protocol;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -251,7 +252,8 @@ impl Door {
 
     async fn session(&self, token: &Token) -> Result<Session, ConnectError> {
         let tls = self.tls(Some("door.test")).await;
-        Session::connect(tls, token, &ClientOptions::default()).await
+        let door_opts = opts_for(&tls);
+        Session::connect(tls, token, &door_opts).await
     }
 }
 
@@ -289,9 +291,8 @@ async fn a_client_reaches_a_granted_destination_through_serve() {
     assert_eq!(d.tunnel.sessions(), 1);
     // SNI-less TLS is ours too (no user `tls` route claims it).
     let tls = d.tls(None).await;
-    let s2 = Session::connect(tls, &token, &ClientOptions::default())
-        .await
-        .unwrap();
+    let door_opts = opts_for(&tls);
+    let s2 = Session::connect(tls, &token, &door_opts).await.unwrap();
     assert_eq!(round_trip(&s2, echo, b"no sni").await.unwrap(), b"no sni");
     // Nothing went to the website.
     let seen = d.fallback_seen.as_mut().unwrap();
@@ -306,7 +307,8 @@ async fn a_wrong_token_gets_the_website_and_nothing_else() {
     let mut seen = d.fallback_seen.take().unwrap();
 
     // By hand: a well-formed hello with an unknown token, then half-close.
-    let hello = ClientHello::new(Token::from_bytes([8; 32]), [3; 32]).encode();
+    let door_tag = DoorTag::for_key(d.identity.fingerprint().digest());
+    let hello = ClientHello::new(Token::from_bytes([8; 32]), [3; 32]).encode(&door_tag);
     let mut tls = d.tls(Some("door.test")).await;
     tls.write_all(&hello).await.unwrap();
     tls.shutdown().await.unwrap();
@@ -605,9 +607,8 @@ async fn a_certificate_of_its_own() {
             .connect(ServerName::try_from(name.to_owned()).unwrap(), tcp)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let s = Session::connect(tls, &token, &ClientOptions::default())
-            .await
-            .unwrap();
+        let door_opts = opts_for(&tls);
+        let s = Session::connect(tls, &token, &door_opts).await.unwrap();
         assert_eq!(
             round_trip(&s, echo, name.as_bytes()).await.unwrap(),
             name.as_bytes()
@@ -622,4 +623,15 @@ async fn a_certificate_of_its_own() {
     )
     .unwrap_err();
     eprintln!("mismatched key: {e}");
+}
+
+/// Session options with the door tag of the key the server presented on
+/// this TLS connection, as `onedoor connect` does.
+fn opts_for(tls: &tokio_rustls::client::TlsStream<TcpStream>) -> ClientOptions {
+    let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    let key = onedoor_net::connect::transport::cert_fingerprint(&leaf).unwrap();
+    ClientOptions {
+        door: DoorTag::for_key(key.digest()),
+        ..ClientOptions::default()
+    }
 }

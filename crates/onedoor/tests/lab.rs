@@ -174,6 +174,58 @@ fn story(test: &str, policy: Policy, n: u8) {
         assert_eq!(via["path"], "through-proxy");
     }
 
+    // The tunnel chapter: onedoor connect in the house, through door 443,
+    // the library, the crosswords (UDP) and a throughput figure; honestly
+    // "not tried" where the only way out is a proxy.
+    let tunnel_steps = [
+        "tunnel-connect",
+        "library-tunnel-443",
+        "crosswords-tunnel-443",
+        "throughput-tunnel-443",
+    ];
+    let serve_args = run["serve_args"].as_array().unwrap();
+    assert!(
+        serve_args.iter().any(|a| a == "--tunnel"),
+        "{test}: serve carries the tunnel: {serve_args:?}"
+    );
+    let tunnel = &run["tunnel"];
+    assert_eq!(tunnel["connect_args"][0], "connect", "{test}: {tunnel}");
+    assert!(
+        !tunnel.to_string().contains("onedoor://") || tunnel.to_string().contains("TOKEN@"),
+        "{test}: the token is not shown: {tunnel}"
+    );
+    if policy == Policy::ProxyOnly {
+        for id in tunnel_steps {
+            assert_eq!(outcome(id), "skipped", "{test}: {id}");
+        }
+        assert!(
+            stderr.contains("not tried (needs onedoor connect --proxy, coming)"),
+            "{stderr}"
+        );
+        assert!(tunnel["throughput"].is_null());
+    } else {
+        for id in tunnel_steps {
+            assert_eq!(outcome(id), "reached", "{test}: {id}\n{stderr}");
+        }
+        let bytes = tunnel["throughput"]["bytes"].as_u64().unwrap();
+        let ms = tunnel["throughput"]["ms"].as_u64().unwrap();
+        let mbps = tunnel["throughput"]["mb_per_s"].as_f64().unwrap();
+        assert!(bytes > 0 && mbps > 0.0, "{test}: {tunnel}");
+        assert!(ms <= 5_000, "{test}: the push is bounded: {tunnel}");
+        assert!(
+            stderr.contains("the crosswords on UDP door 1194, through the tunnel on door 443: reached: it answered \"crosswords: "),
+            "{stderr}"
+        );
+        assert!(
+            run["verdict"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("the crosswords on UDP 1194"),
+            "{test}: {}",
+            run["verdict"]
+        );
+    }
+
     // The first chapter: the probe's map of the doors, checked against
     // the policy, whole in the JSON.
     check_map(test, policy, &run["map"], &stderr);
@@ -196,6 +248,10 @@ fn story(test: &str, policy: Policy, n: u8) {
         "{test}: the probe's house picture is embedded"
     );
     assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("https://"));
+    assert!(html.contains("Through the tunnel"), "{test}");
+    if policy != Policy::ProxyOnly {
+        assert!(html.contains("Throughput through the firewall"), "{test}");
+    }
 
     assert_nothing_left(instance);
 }

@@ -821,15 +821,19 @@ fn probe_cannot_tell_server_from_fallback() {
         "a wrong token is {tell:+.3} ms slower than no token at the door"
     );
 
-    // The documented residual: a hello prefix that stops short waits the
-    // hello timeout where the website answers at once. Measured, reported.
+    // Once a timing tell: a hello-shaped prefix that stops short waited the
+    // hello timeout (10 s) where the website answers at once. Hellos now
+    // start with a tag keyed by the server's fingerprint, so a stranger's
+    // bytes are refused at the first wrong byte and answered as fast.
+    let tag0 = onedoor_proto::tunnel::session::DoorTag::for_key(fp.digest()).bytes()[0];
     let prefix = {
-        let mut p = vec![0x80u8, 1, 0, 0];
+        let mut p = vec![if tag0 == 0x80 { 0x81u8 } else { 0x80 }, 1, 0, 0];
         p.extend_from_slice(b" / HTTP/1.1\r\n\r\n");
         p
     };
-    // Both probes wait at the door at the same time (one hello timeout).
-    let one_byte = vec![0x80u8];
+    // One byte with the high bit set, but not the door tag's first byte
+    // (which a stranger would hit one time in 256).
+    let one_byte = vec![if tag0 == 0x80 { 0x81u8 } else { 0x80 }];
     let results = rt.block_on(async {
         let mut waits = Vec::new();
         for p in [&prefix, &one_byte] {
@@ -848,7 +852,7 @@ fn probe_cannot_tell_server_from_fallback() {
     });
     for (len, through, straight) in results {
         eprintln!(
-            "probe residual ({len} hello-shaped bytes, then silence): the website answers after \
+            "probe timing ({len} hello-shaped bytes, then silence): the website answers after \
              {:?} ms ({:?}, {}); through the door after {:?} ms ({:?}, {})",
             straight.first_byte.map(ms),
             normalized(&straight.bytes).lines().next().unwrap_or(""),
@@ -861,6 +865,11 @@ fn probe_cannot_tell_server_from_fallback() {
             normalized(&through.bytes),
             normalized(&straight.bytes),
             "the residual case ({len} bytes) answers differently (not only later)"
+        );
+        let waited = through.first_byte.map(ms).unwrap_or(f64::INFINITY);
+        assert!(
+            waited < 1000.0,
+            "a {len}-byte hello-shaped probe waited {waited} ms at the door (a timing tell)"
         );
     }
 }

@@ -147,6 +147,13 @@ pub mod ports {
     pub const PORTAL: u16 = 8080;
     /// The HTTP CONNECT proxy on the router (`proxy-only`).
     pub const PROXY: u16 = 3128;
+    /// The sink for the throughput figure: on the internet's loopback
+    /// only, reached through the tunnel (the old "discard" door).
+    pub const SINK: u16 = 9;
+    /// The house's local end of the tunnel's forward to the library.
+    pub const TUNNEL_LIBRARY: u16 = 2222;
+    /// The house's local end of the tunnel's forward to the sink.
+    pub const TUNNEL_SINK: u16 = 9009;
 }
 
 /// Everything about one instance's names and addresses.

@@ -1,6 +1,7 @@
 //! The built-in services, so the story needs nothing but the binary:
 //! on the internet the library (TCP, door 22), the crosswords (UDP echo,
-//! door 1194) and the website (door 80); on the router, depending on the
+//! door 1194), the website (door 80) and, on its loopback only, a sink
+//! for the tunnel's throughput figure; on the router, depending on the
 //! policy, the captive portal and the HTTP CONNECT proxy.
 //!
 //! Every listener is created inside its namespace and then driven by tokio
@@ -94,6 +95,28 @@ async fn crosswords(socket: UdpSocket) {
     }
 }
 
+/// How long the sink waits for the next bytes before it gives up.
+const SINK_IDLE: Duration = Duration::from_secs(5);
+
+/// The sink: count every byte until the writer closes its side, then say
+/// `COUNTED n` and close.
+pub async fn sink(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total: u64 = 0;
+    loop {
+        match tokio::time::timeout(SINK_IDLE, stream.read(&mut buf)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => total += n as u64,
+            _ => return,
+        }
+    }
+    let _ = stream
+        .write_all(format!("COUNTED {total}\n").as_bytes())
+        .await;
+    let _ = stream.shutdown().await;
+}
+
 fn tokio_listener(l: std::net::TcpListener) -> io::Result<TcpListener> {
     l.set_nonblocking(true)?;
     TcpListener::from_std(l)
@@ -152,6 +175,9 @@ impl Services {
         let u = lab.udp_socket(Role::Internet, any(ports::CROSSWORDS))?;
         u.set_nonblocking(true)?;
         self.tasks.spawn(crosswords(UdpSocket::from_std(u)?));
+        let sink_at = SocketAddr::from((Ipv4Addr::LOCALHOST, ports::SINK));
+        let l = tokio_listener(lab.tcp_listener(Role::Internet, sink_at)?)?;
+        self.tasks.spawn(accept_loop(l, sink));
         self.library = Some(library);
         self.website = Some(website);
         Ok(())

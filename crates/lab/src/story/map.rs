@@ -28,7 +28,7 @@ use crate::plan::addr::{ports, Role};
 use crate::sys::instance::runtime_dir;
 
 /// How long `onedoor init` may take.
-const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// What serve logs once every reflector door is bound.
 const REFLECTING: &str = "answering probe hellos";
 
@@ -46,7 +46,7 @@ impl Drop for Reaped {
 
 /// Run `cmd` to the end, at most `bound`, collecting its output; waits on
 /// the runtime's timer, so dropping the future kills the child.
-async fn run_bounded(
+pub(super) async fn run_bounded(
     mut cmd: std::process::Command,
     bound: Duration,
     what: &str,
@@ -94,7 +94,7 @@ async fn run_bounded(
 }
 
 /// The last few lines of a child's stderr, for an error message.
-fn tail(stderr: &[u8]) -> String {
+pub(super) fn tail(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     let lines: Vec<&str> = text.lines().rev().take(4).collect();
     lines
@@ -105,7 +105,7 @@ fn tail(stderr: &[u8]) -> String {
 }
 
 /// The throwaway identity's directory: removed when dropped.
-struct Throwaway(PathBuf);
+pub(super) struct Throwaway(pub(super) PathBuf);
 
 impl Drop for Throwaway {
     fn drop(&mut self) {

@@ -13,6 +13,7 @@ mod checks;
 mod map;
 pub mod narrate;
 pub mod serve;
+mod tunnel;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -66,7 +67,9 @@ pub enum StoryError {
 /// The live parts of a lab run. Fields drop in order: serve, sshd and the
 /// services before the lab itself.
 struct Held {
+    connect: Option<ServeProcess>,
     serve: Option<ServeProcess>,
+    tunnel: Option<tunnel::Identity>,
     sshd: Option<RealSshd>,
     services: Option<Services>,
     lab: Lab,
@@ -75,9 +78,13 @@ struct Held {
 impl Held {
     async fn teardown(mut self) -> Result<Duration, LabError> {
         let started = Instant::now();
+        if let Some(mut c) = self.connect.take() {
+            c.stop();
+        }
         if let Some(mut s) = self.serve.take() {
             s.stop();
         }
+        drop(self.tunnel.take());
         drop(self.sshd.take());
         if let Some(s) = self.services.take() {
             s.stop().await;
@@ -115,6 +122,7 @@ pub async fn run_story(
             map: None,
             serve_args: Vec::new(),
             steps: Vec::new(),
+            tunnel: None,
             verdict: None,
             build_ms: 0,
             teardown_ms: None,
@@ -323,7 +331,9 @@ async fn tell(
         ));
     }
     let held = Held {
+        connect: None,
         serve: None,
+        tunnel: None,
         sshd: None,
         services: None,
         lab,
@@ -466,10 +476,19 @@ async fn tell(
         ));
     }
 
-    // 2. The one door.
-    let setup = story_setup(plan.internet, held.sshd.is_some());
+    // 2. The one door, which also carries the tunnel.
+    let mut setup = story_setup(plan.internet, held.sshd.is_some());
+    n.section("Starting onedoor serve on door 443 of the internet, with the tunnel:");
+    match tunnel::identity(&held.lab, &opts.exe, n).await {
+        Ok(id) => {
+            setup.tunnel = Some(id.dir.0.clone());
+            held.tunnel = Some(id);
+        }
+        Err(e) => n.say(format!(
+            "    ✗ the tunnel's identity: {e}; serve runs without the tunnel"
+        )),
+    }
     run.serve_args = serve_args(&setup);
-    n.section("Starting onedoor serve on door 443 of the internet:");
     n.begin(format!("$ onedoor {}", run.serve_args.join(" ")));
     let started = Instant::now();
     let serve_step = attempt(
@@ -590,6 +609,43 @@ async fn tell(
     for s in steps {
         n.step(&s);
         run.steps.push(s);
+    }
+
+    // 4. The tunnel: onedoor connect in the house, everything through it.
+    let mut chapter = crate::outcome::TunnelChapter {
+        connect_args: Vec::new(),
+        throughput: None,
+        not_tried: None,
+    };
+    if let Some(id) = &held.tunnel {
+        chapter.connect_args = vec!["connect".to_owned(), id.shown_key()];
+        chapter.connect_args.extend(tunnel::forwards(setup.library));
+        n.section("Through the tunnel: onedoor connect in the house, to door 443:");
+        n.detail(format!("$ onedoor {}", chapter.connect_args.join(" ")));
+        if policy.uses_proxy() {
+            n.detail(
+                "the tunnel would go through the router's proxy, and onedoor connect \
+                 cannot use a proxy yet",
+            );
+            chapter.not_tried = Some(tunnel::NEEDS_PROXY.to_owned());
+            for s in tunnel::not_tried(tunnel::NEEDS_PROXY) {
+                n.step(&s);
+                run.steps.push(s);
+            }
+        } else {
+            let (steps, figure, process) =
+                tunnel::chapter(&held.lab, &opts.exe, id, setup.library).await;
+            held.connect = process;
+            chapter.throughput = figure;
+            for s in steps {
+                n.step(&s);
+                run.steps.push(s);
+            }
+            if let Some(mut c) = held.connect.take() {
+                c.stop();
+            }
+        }
+        run.tunnel = Some(chapter);
     }
     finish(policy, n, run);
     Ok(held)

@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +32,9 @@ pub struct ServeSetup {
     pub http: SocketAddr,
     /// The library: everything that is not SSH or HTTP.
     pub library: SocketAddr,
+    /// The tunnel's state dir (`--tunnel --state-dir D --fallback WEBSITE`),
+    /// when serve also carries `onedoor connect`.
+    pub tunnel: Option<PathBuf>,
 }
 
 /// The arguments after `onedoor`: `serve -l … --ssh … --http … --anyprot …`.
@@ -54,6 +57,15 @@ pub fn serve_args(setup: &ServeSetup) -> Vec<String> {
         "--anyprot".to_owned(),
         setup.library.to_string(),
     ]);
+    if let Some(dir) = &setup.tunnel {
+        args.extend([
+            "--tunnel".to_owned(),
+            "--state-dir".to_owned(),
+            dir.display().to_string(),
+            "--fallback".to_owned(),
+            setup.http.to_string(),
+        ]);
+    }
     args
 }
 
@@ -69,6 +81,7 @@ pub fn story_setup(internet: Ipv4Addr, real_ssh: bool) -> ServeSetup {
         } else {
             ports::LIBRARY
         }),
+        tunnel: None,
     }
 }
 
@@ -109,8 +122,26 @@ impl ServeProcess {
         listen: SocketAddr,
         ready: Option<&'static str>,
     ) -> Result<ServeProcess, String> {
+        ServeProcess::spawn_in(lab, Role::Internet, exe, args, listen, ready)
+    }
+
+    /// [`ServeProcess::spawn`] inside `role`: also for `onedoor connect` in
+    /// the house, whose `listen` is one of its local forwards and whose
+    /// `ready` is the log line of its last forward.
+    pub fn spawn_in(
+        lab: &Lab,
+        role: Role,
+        exe: &Path,
+        args: &[String],
+        listen: SocketAddr,
+        ready: Option<&'static str>,
+    ) -> Result<ServeProcess, String> {
         let started = Instant::now();
-        let mut cmd = lab.command(Role::Internet, exe);
+        let what = match args.first().map(String::as_str) {
+            Some("connect") => "onedoor connect",
+            _ => "onedoor serve",
+        };
+        let mut cmd = lab.command(role, exe);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -118,7 +149,11 @@ impl ServeProcess {
         if ready.is_some() {
             // The marker is an info line: make sure it is logged.
             let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-            cmd.env("RUST_LOG", format!("{level},onedoor::cli::serve=info"));
+            cmd.env(
+                "RUST_LOG",
+                format!("{level},onedoor::cli::serve=info,onedoor::cli::connect=info"),
+            )
+            .env("NO_COLOR", "1");
         }
         let mut child = cmd
             .spawn()
@@ -156,24 +191,24 @@ impl ServeProcess {
                 // Give the log thread a moment to collect the last words.
                 std::thread::sleep(Duration::from_millis(50));
                 return Err(format!(
-                    "onedoor serve exited ({status}) before listening{}",
+                    "{what} exited ({status}) before listening{}",
                     me.log_tail()
                 ));
             }
             let up = seen.load(Ordering::Acquire)
                 && lab
-                    .run_in(Role::Internet, || {
+                    .run_in(role, || {
                         std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(200))
                             .is_ok()
                     })
-                    .map_err(|e| format!("entering the internet: {e}"))?;
+                    .map_err(|e| format!("entering the {}: {e}", role.name()))?;
             if up {
                 me.startup = started.elapsed();
                 return Ok(me);
             }
             if started.elapsed() > START_TIMEOUT {
                 return Err(format!(
-                    "onedoor serve did not {} within {} s{}",
+                    "{what} did not {} within {} s{}",
                     match ready {
                         Some(r) => format!("listen on {listen} and log `{r}`"),
                         None => format!("listen on {listen}"),
@@ -245,6 +280,13 @@ mod tests {
         assert_eq!(
             serve_args(&setup).join(" "),
             "serve -l 198.19.5.2:443 --ssh 127.0.0.1:22 --http 127.0.0.1:80 --anyprot 127.0.0.1:2222"
+        );
+        let mut setup = story_setup(Ipv4Addr::new(198, 19, 0, 2), false);
+        setup.tunnel = Some(PathBuf::from("/run/onedoor-lab/instance-0.d/tunnel"));
+        assert_eq!(
+            serve_args(&setup).join(" "),
+            "serve -l 198.19.0.2:443 --http 127.0.0.1:80 --anyprot 127.0.0.1:22 \
+             --tunnel --state-dir /run/onedoor-lab/instance-0.d/tunnel --fallback 127.0.0.1:80"
         );
     }
 }

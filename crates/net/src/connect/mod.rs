@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::tunnel::client::{ClientOptions, Session};
 use crate::tunnel::{AuthRefusal, ConnectError, OpenError};
+use onedoor_proto::tunnel::session::DoorTag;
 
 pub mod config;
 pub mod forward;
@@ -101,7 +102,11 @@ impl<T: Transport> Dialer<T> {
     /// One attempt: transport, verification, token.
     pub async fn dial(&self) -> Result<Session, ConnectFailure> {
         let io = self.transport.connect(&self.server).await?;
-        Session::connect(io, &self.token, &self.options)
+        let mut options = self.options.clone();
+        if let Some(key) = T::server_key(&io) {
+            options.door = DoorTag::for_key(key.digest());
+        }
+        Session::connect(io, &self.token, &options)
             .await
             .map_err(|error| match error {
                 ConnectError::AuthRefused(refusal) => ConnectFailure::AuthRefused {

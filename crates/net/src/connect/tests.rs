@@ -19,6 +19,7 @@ use super::{socks5, Backoff, ConnectFailure, Dialer, FailureKind, Tunnel};
 use crate::state::Identity;
 use crate::tunnel::client::ClientOptions;
 use crate::tunnel::server::{self, ServerOptions, SystemConnector};
+use onedoor_proto::tunnel::session::DoorTag;
 
 fn token() -> Token {
     Token::from_bytes([7; 32])
@@ -48,6 +49,7 @@ async fn door_at(allow: &str, addr: SocketAddr) -> Door {
     let listener = tls.bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let list: AllowList = allow.parse().unwrap();
+    let door = DoorTag::for_key(id.fingerprint().digest());
     let handshakes = Arc::new(AtomicUsize::new(0));
     let rejected = Arc::new(AtomicUsize::new(0));
     let (h, r) = (handshakes.clone(), rejected.clone());
@@ -63,7 +65,10 @@ async fn door_at(allow: &str, addr: SocketAddr) -> Door {
                     return;
                 };
                 h.fetch_add(1, Ordering::SeqCst);
-                let opts = ServerOptions::default();
+                let opts = ServerOptions {
+                    door,
+                    ..ServerOptions::default()
+                };
                 match server::accept(io, &opts, |t| (*t == token()).then_some(list)).await {
                     Ok(a) => {
                         let _ = a

@@ -52,6 +52,7 @@ use arc_swap::ArcSwap;
 use onedoor_proto::route::{NamePattern, Route};
 use onedoor_proto::sniff::Protocol;
 use onedoor_proto::spec::HostPort;
+use onedoor_proto::tunnel::session::DoorTag;
 use onedoor_proto::tunnel::{Refusal, RefusalReason, Request, TokenHash};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -102,6 +103,9 @@ pub struct TunnelTls {
     /// serve's own names: the identity's name, and with a certificate of
     /// its own, the certificate's DNS names.
     pub names: Vec<String>,
+    /// The door tag of the key this TLS presents (what clients pin, or
+    /// read from the certificate they verified).
+    pub door: DoorTag,
 }
 
 impl TunnelTls {
@@ -140,6 +144,7 @@ impl TunnelTls {
                 (certs, key)
             }
         };
+        let certs_leaf = certs[0].to_vec();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -148,9 +153,18 @@ impl TunnelTls {
             .with_single_cert(certs, key)
             .map_err(|e| format!("certificate and key: {e}"))?;
         config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+        let door = match chain {
+            None => DoorTag::for_key(identity.fingerprint().digest()),
+            Some(_) => {
+                let fp = crate::connect::transport::cert_fingerprint(&certs_leaf)
+                    .ok_or("certificate: cannot read its public key")?;
+                DoorTag::for_key(fp.digest())
+            }
+        };
         Ok(TunnelTls {
             config: Arc::new(config),
             names,
+            door,
         })
     }
 }
@@ -209,6 +223,7 @@ impl Tunnel {
         mut opts: TunnelOptions,
     ) -> Result<Arc<Tunnel>, StateError> {
         let registry = state.registry()?;
+        opts.server.door = tls.door;
         for ip in host_addrs() {
             if !opts.server.server_addrs.contains(&ip) {
                 opts.server.server_addrs.push(ip);

@@ -15,7 +15,7 @@ use h2::{RecvStream, SendStream};
 use http::{Method, Request, StatusCode, Uri};
 use onedoor_proto::spec::HostPort;
 use onedoor_proto::tunnel::session::{
-    authority, parse_incoming, ClientHello, StreamPath, CAPSULE_INCOMING, HELLO_LEN,
+    authority, parse_incoming, ClientHello, DoorTag, StreamPath, CAPSULE_INCOMING, HELLO_LEN,
     HELLO_RANDOM_LEN, PROTOCOL_ACCEPT, PROTOCOL_BIND, PROTOCOL_UDP,
 };
 use onedoor_proto::tunnel::Token;
@@ -36,6 +36,9 @@ pub struct ClientOptions {
     pub session: SessionOptions,
     /// How long to wait for the server to accept the token.
     pub handshake_timeout: Duration,
+    /// The server's door tag (`DoorTag::for_key` of the fingerprint of the
+    /// key its TLS presented): the hello's first bytes.
+    pub door: DoorTag,
 }
 
 impl Default for ClientOptions {
@@ -43,6 +46,7 @@ impl Default for ClientOptions {
         ClientOptions {
             session: SessionOptions::default(),
             handshake_timeout: Duration::from_secs(10),
+            door: DoorTag::default(),
         }
     }
 }
@@ -103,7 +107,7 @@ impl Session {
         super::random(&mut r)?;
         let hello = ClientHello::new(token.clone(), r);
         let mut first = Vec::with_capacity(HELLO_LEN + usize::from(hello.pad_len()) + 128);
-        first.extend_from_slice(&hello.encode());
+        first.extend_from_slice(&hello.encode(&opts.door));
         first.resize(HELLO_LEN + usize::from(hello.pad_len()), 0);
         let (verdict_tx, verdict_rx) = oneshot::channel();
         let activity = Arc::new(Activity::new());

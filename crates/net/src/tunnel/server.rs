@@ -28,9 +28,9 @@ use h2::RecvStream;
 use http::{HeaderValue, Method, Response, StatusCode};
 use onedoor_proto::spec::HostPort;
 use onedoor_proto::tunnel::session::{
-    incoming_payload, parse_hello, put_capsule_header, ClientHello, HelloParse, ServerReply,
-    StreamPath, CAPSULE_INCOMING, HELLO_LEN, PROTOCOL_ACCEPT, PROTOCOL_BIND, PROTOCOL_UDP,
-    REPLY_LEN,
+    incoming_payload, parse_hello, put_capsule_header, ClientHello, DoorTag, HelloParse,
+    ServerReply, StreamPath, CAPSULE_INCOMING, HELLO_LEN, PROTOCOL_ACCEPT, PROTOCOL_BIND,
+    PROTOCOL_UDP, REPLY_LEN,
 };
 use onedoor_proto::tunnel::{AccessKind, Refusal, RefusalReason, Request, Token};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -66,6 +66,10 @@ pub struct ServerOptions {
     pub server_addrs: Vec<IpAddr>,
     /// How many streams one session may have open at once.
     pub max_streams: u32,
+    /// The tag every client hello to this server starts with: derived from
+    /// the fingerprint of the key the server's TLS presents, so strangers
+    /// are refused at their first byte (`DoorTag::for_key`).
+    pub door: DoorTag,
 }
 
 impl Default for ServerOptions {
@@ -77,6 +81,7 @@ impl Default for ServerOptions {
             claim_timeout: Duration::from_secs(10),
             server_addrs: Vec::new(),
             max_streams: 8192,
+            door: DoorTag::default(),
         }
     }
 }
@@ -137,7 +142,7 @@ where
     let mut buf = [0u8; HELLO_LEN];
     let mut got = 0;
     let hello = loop {
-        let reason = match parse_hello(&buf[..got]) {
+        let reason = match parse_hello(&buf[..got], &opts.door) {
             HelloParse::Hello(h) => break h,
             HelloParse::NotOurs => RejectReason::NotAHello,
             HelloParse::NeedMore => {

@@ -421,19 +421,29 @@ async fn silence_and_short_hellos_are_rejected() {
     let r = server::accept(s, &opts, |_| Some(())).await.unwrap_err();
     assert_eq!(r.reason, RejectReason::Timeout);
     assert!(r.read.is_empty());
-    // A binary start, then silence: the bytes come back.
+    // The door tag, then silence: the bytes come back.
+    let t = *opts.door.bytes();
+    let start = [t[0], t[1], t[2], t[3], 1, 0, 0, 9, 9];
     let (mut c, s) = tokio::io::duplex(64);
-    c.write_all(&[0x80, 1, 0, 0, 9, 9]).await.unwrap();
+    c.write_all(&start).await.unwrap();
     let r = server::accept(s, &opts, |_| Some(())).await.unwrap_err();
     assert_eq!(r.reason, RejectReason::Timeout);
-    assert_eq!(r.read, [0x80, 1, 0, 0, 9, 9]);
+    assert_eq!(r.read, start);
     // ... then EOF.
     let (mut c, s) = tokio::io::duplex(64);
-    c.write_all(&[0x80, 1]).await.unwrap();
+    c.write_all(&start[..5]).await.unwrap();
     drop(c);
     let r = server::accept(s, &opts, |_| Some(())).await.unwrap_err();
     assert_eq!(r.reason, RejectReason::Closed);
-    assert_eq!(r.read, [0x80, 1]);
+    assert_eq!(r.read, start[..5]);
+    // A byte that is not the door tag's: refused at once, no wait.
+    let (mut c, s) = tokio::io::duplex(64);
+    c.write_all(&[t[0] ^ 0x01]).await.unwrap();
+    let started = std::time::Instant::now();
+    let r = server::accept(s, &opts, |_| Some(())).await.unwrap_err();
+    assert_eq!(r.reason, RejectReason::NotAHello);
+    assert!(started.elapsed() < Duration::from_millis(50));
+    drop(c);
 }
 
 #[tokio::test]

@@ -7,21 +7,24 @@
 //!
 //! ```text
 //! offset  size  field
-//! 0       1     marker: high bit set, 7 random bits
-//! 1       1     version (1)
-//! 2       2     pad_len, big endian, 0..=MAX_PAD
-//! 4       28    nonce, random
+//! 0       4     door tag: SHA-256("onedoor tunnel door v1\0" ‖ server key
+//!               fingerprint)[..4] ([`DoorTag`])
+//! 4       1     version (1)
+//! 5       2     pad_len, big endian, 0..=MAX_PAD
+//! 7       25    nonce, random
 //! 32      32    token
 //! 64      pad_len  padding (zeros; the transport encrypts them)
 //! ```
 //!
 //! The server reads exactly [`HELLO_LEN`] bytes, authenticates the token and
 //! only then reads the padding, so a refused hello leaves everything after
-//! the first 64 bytes unread for the fallback. The first byte never looks
-//! like ASCII text or a TLS record, so a web client, a scanner or anything
-//! else the fallback expects is told apart at its first byte, without
-//! waiting ([`parse_hello`] answers `NotOurs` at once); only a binary first
-//! byte makes the server wait for the rest of the 64 bytes.
+//! the first 64 bytes unread for the fallback. The door tag is keyed by the
+//! fingerprint of the server's key (which the client pinned, or read from
+//! the certificate it verified): anyone else's first bytes differ from it at
+//! once — a web client, a scanner, one byte of noise — and [`parse_hello`]
+//! answers `NotOurs` at the first wrong byte, so the fallback answers as
+//! fast as the website alone would. Only a sender who knows the fingerprint
+//! (or guesses 32 bits) can make the server wait for the rest of the hello.
 //!
 //! # The reply (server → client, before the server's HTTP/2 SETTINGS)
 //!
@@ -73,12 +76,41 @@ pub const REPLY_LEN: usize = 18;
 pub const TAG_LEN: usize = 16;
 
 /// The length of the hello's nonce.
-pub const NONCE_LEN: usize = 28;
+pub const NONCE_LEN: usize = 25;
 
 /// How many random bytes [`ClientHello::new`] takes.
 pub const HELLO_RANDOM_LEN: usize = 32;
 
+/// The length of the door tag that opens every hello.
+pub const DOOR_TAG_LEN: usize = 4;
+
 const TAG_LABEL: &[u8] = b"onedoor tunnel accept v1\0";
+const DOOR_LABEL: &[u8] = b"onedoor tunnel door v1\0";
+
+/// The first bytes of every hello to one server, derived from the
+/// fingerprint of its key: a stranger's bytes are told apart at once.
+/// `Default` is the tag of no key, for tests and in-process sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DoorTag([u8; DOOR_TAG_LEN]);
+
+impl DoorTag {
+    /// The tag of the server whose key has this fingerprint (the SHA-256 of
+    /// its SubjectPublicKeyInfo, as pinned in access keys).
+    pub fn for_key(fingerprint: &[u8; 32]) -> DoorTag {
+        let mut h = Sha256::new();
+        h.update(DOOR_LABEL);
+        h.update(fingerprint);
+        let d = h.finalize();
+        let mut tag = [0u8; DOOR_TAG_LEN];
+        tag.copy_from_slice(&d[..DOOR_TAG_LEN]);
+        DoorTag(tag)
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8; DOOR_TAG_LEN] {
+        &self.0
+    }
+}
 
 /// `:protocol` of a UDP flow (RFC 9298).
 pub const PROTOCOL_UDP: &str = "connect-udp";
@@ -101,7 +133,6 @@ pub const MAX_CAPSULE: usize = 65_600;
 /// length of the padding that follows.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClientHello {
-    marker: u8,
     pad_len: u16,
     nonce: [u8; NONCE_LEN],
     token: Token,
@@ -117,14 +148,13 @@ impl fmt::Debug for ClientHello {
 }
 
 impl ClientHello {
-    /// A hello for `token`, its marker bits, nonce and padding length drawn
-    /// from `random` (which the caller fills from a CSPRNG).
+    /// A hello for `token`, its nonce and padding length drawn from
+    /// `random` (which the caller fills from a CSPRNG).
     pub fn new(token: Token, random: [u8; HELLO_RANDOM_LEN]) -> Self {
         let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&random[1..1 + NONCE_LEN]);
-        let r = u16::from_be_bytes([random[29], random[30]]);
+        nonce.copy_from_slice(&random[..NONCE_LEN]);
+        let r = u16::from_be_bytes([random[NONCE_LEN], random[NONCE_LEN + 1]]);
         ClientHello {
-            marker: random[0] | 0x80,
             pad_len: r % (MAX_PAD + 1),
             nonce,
             token,
@@ -141,14 +171,15 @@ impl ClientHello {
         self.pad_len
     }
 
-    /// The fixed part on the wire. The caller sends it followed by
-    /// [`ClientHello::pad_len`] padding bytes.
-    pub fn encode(&self) -> [u8; HELLO_LEN] {
+    /// The fixed part on the wire, for the server whose door tag is `door`.
+    /// The caller sends it followed by [`ClientHello::pad_len`] padding
+    /// bytes.
+    pub fn encode(&self, door: &DoorTag) -> [u8; HELLO_LEN] {
         let mut out = [0u8; HELLO_LEN];
-        out[0] = self.marker;
-        out[1] = HELLO_VERSION;
-        out[2..4].copy_from_slice(&self.pad_len.to_be_bytes());
-        out[4..32].copy_from_slice(&self.nonce);
+        out[..DOOR_TAG_LEN].copy_from_slice(door.bytes());
+        out[4] = HELLO_VERSION;
+        out[5..7].copy_from_slice(&self.pad_len.to_be_bytes());
+        out[7..32].copy_from_slice(&self.nonce);
         out[32..].copy_from_slice(self.token.expose_bytes());
         out
     }
@@ -178,21 +209,21 @@ pub enum HelloParse {
     Hello(ClientHello),
 }
 
-/// Judge the first bytes of a connection (at most [`HELLO_LEN`] of them are
-/// looked at). Prefix-consistent: once a prefix is `NotOurs` or `Hello`,
-/// every longer input gives the same answer.
-pub fn parse_hello(buf: &[u8]) -> HelloParse {
-    if let Some(&m) = buf.first() {
-        if m & 0x80 == 0 {
-            return HelloParse::NotOurs;
-        }
+/// Judge the first bytes of a connection to the server whose door tag is
+/// `door` (at most [`HELLO_LEN`] of them are looked at). `NotOurs` at the
+/// first byte that differs from the door tag. Prefix-consistent: once a
+/// prefix is `NotOurs` or `Hello`, every longer input gives the same answer.
+pub fn parse_hello(buf: &[u8], door: &DoorTag) -> HelloParse {
+    let n = buf.len().min(DOOR_TAG_LEN);
+    if buf[..n] != door.bytes()[..n] {
+        return HelloParse::NotOurs;
     }
-    if let Some(&v) = buf.get(1) {
+    if let Some(&v) = buf.get(4) {
         if v != HELLO_VERSION {
             return HelloParse::NotOurs;
         }
     }
-    if let Some(p) = buf.get(2..4) {
+    if let Some(p) = buf.get(5..7) {
         if u16::from_be_bytes([p[0], p[1]]) > MAX_PAD {
             return HelloParse::NotOurs;
         }
@@ -201,12 +232,11 @@ pub fn parse_hello(buf: &[u8]) -> HelloParse {
         return HelloParse::NeedMore;
     };
     let mut nonce = [0u8; NONCE_LEN];
-    nonce.copy_from_slice(&b[4..32]);
+    nonce.copy_from_slice(&b[7..32]);
     let mut token = [0u8; TOKEN_LEN];
     token.copy_from_slice(&b[32..64]);
     HelloParse::Hello(ClientHello {
-        marker: b[0],
-        pad_len: u16::from_be_bytes([b[2], b[3]]),
+        pad_len: u16::from_be_bytes([b[5], b[6]]),
         nonce,
         token: Token::from_bytes(token),
     })
@@ -439,36 +469,65 @@ mod tests {
         ClientHello::new(Token::from_bytes([b; 32]), [b; 32])
     }
 
+    fn door() -> DoorTag {
+        DoorTag::for_key(&[5; 32])
+    }
+
     #[test]
     fn hello_roundtrip_and_layout() {
+        let d = door();
         let h = ClientHello::new(Token::from_bytes([7; 32]), std::array::from_fn(|i| i as u8));
-        let wire = h.encode();
-        assert_eq!(wire[0], 0x80);
-        assert_eq!(wire[1], HELLO_VERSION);
-        assert_eq!(h.pad_len(), u16::from_be_bytes([29, 30]) % (MAX_PAD + 1));
-        assert_eq!(&wire[4..32], &(1u8..29).collect::<Vec<_>>()[..]);
+        let wire = h.encode(&d);
+        assert_eq!(&wire[..4], d.bytes());
+        assert_eq!(wire[4], HELLO_VERSION);
+        assert_eq!(h.pad_len(), u16::from_be_bytes([25, 26]) % (MAX_PAD + 1));
+        assert_eq!(&wire[7..32], &(0u8..25).collect::<Vec<_>>()[..]);
         assert_eq!(&wire[32..], &[7u8; 32]);
-        assert_eq!(parse_hello(&wire), HelloParse::Hello(h.clone()));
-        assert_eq!(parse_hello(&wire[..10]), HelloParse::NeedMore);
-        assert_eq!(parse_hello(&[]), HelloParse::NeedMore);
+        assert_eq!(parse_hello(&wire, &d), HelloParse::Hello(h.clone()));
+        assert_eq!(parse_hello(&wire[..10], &d), HelloParse::NeedMore);
+        assert_eq!(parse_hello(&[], &d), HelloParse::NeedMore);
         assert!(format!("{h:?}").contains("***"));
     }
 
     #[test]
-    fn text_and_tls_are_not_ours_at_once() {
+    fn anything_but_the_door_tag_is_not_ours_at_its_first_wrong_byte() {
+        let d = door();
+        let t = *d.bytes();
         for first in [
             &b"GET / HTTP/1.1\r\n"[..],
             b"PRI * HTTP/2.0",
             b"SSH-2.0-",
             b"\x16\x03\x01",
             b"\x00",
-            b"G",
+            b"\x80",
         ] {
-            assert_eq!(parse_hello(&first[..1]), HelloParse::NotOurs, "{first:?}");
+            if first[0] != t[0] {
+                assert_eq!(
+                    parse_hello(&first[..1], &d),
+                    HelloParse::NotOurs,
+                    "{first:?}"
+                );
+            }
         }
-        assert_eq!(parse_hello(&[0x80, 2]), HelloParse::NotOurs);
-        assert_eq!(parse_hello(&[0x80, 1, 0x04, 0x01]), HelloParse::NotOurs);
-        assert_eq!(parse_hello(&[0x80, 1, 0x04, 0x00]), HelloParse::NeedMore);
+        // Another server's tag.
+        let other = DoorTag::for_key(&[6; 32]);
+        let h = hello(1).encode(&other);
+        let wrong = (0..DOOR_TAG_LEN)
+            .find(|&i| other.bytes()[i] != t[i])
+            .unwrap();
+        assert_eq!(parse_hello(&h[..=wrong], &d), HelloParse::NotOurs);
+        assert_eq!(
+            parse_hello(&[t[0], t[1], t[2], t[3], 2], &d),
+            HelloParse::NotOurs
+        );
+        assert_eq!(
+            parse_hello(&[t[0], t[1], t[2], t[3], 1, 0x04, 0x01], &d),
+            HelloParse::NotOurs
+        );
+        assert_eq!(
+            parse_hello(&[t[0], t[1], t[2], t[3], 1, 0x04, 0x00], &d),
+            HelloParse::NeedMore
+        );
     }
 
     #[test]
@@ -576,16 +635,25 @@ mod tests {
         fn hello_roundtrips(t in any::<[u8; 32]>(), r in any::<[u8; 32]>()) {
             let h = ClientHello::new(Token::from_bytes(t), r);
             prop_assert!(h.pad_len() <= MAX_PAD);
-            prop_assert_eq!(parse_hello(&h.encode()), HelloParse::Hello(h));
+            let d = DoorTag::for_key(&r);
+            prop_assert_eq!(parse_hello(&h.encode(&d), &d), HelloParse::Hello(h));
         }
 
         /// Once decided, the answer never changes with more bytes; a decision
         /// needs at most HELLO_LEN bytes.
         #[test]
-        fn hello_prefix_consistent(buf in proptest::collection::vec(any::<u8>(), 0..80)) {
+        fn hello_prefix_consistent(
+            mut buf in proptest::collection::vec(any::<u8>(), 0..80),
+            tagged in any::<bool>(),
+        ) {
+            let d = door();
+            if tagged && buf.len() >= DOOR_TAG_LEN {
+                // Also walk inputs that get past the door tag.
+                buf[..DOOR_TAG_LEN].copy_from_slice(d.bytes());
+            }
             let mut decided: Option<HelloParse> = None;
             for n in 0..=buf.len() {
-                let v = parse_hello(&buf[..n]);
+                let v = parse_hello(&buf[..n], &d);
                 if let Some(d) = &decided {
                     prop_assert_eq!(&v, d);
                 } else if v != HelloParse::NeedMore {

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub mod tls;
 
-pub use tls::{CertInfo, TlsClientOptions, TlsTransport};
+pub use tls::{cert_fingerprint, CertInfo, TlsClientOptions, TlsTransport};
 
 /// A way to reach the door. The client only needs [`Transport::connect`];
 /// the server half (`bind`, `accept`, `handshake`) lets a listener speak
@@ -58,6 +58,11 @@ pub trait Transport: Send + Sync + 'static {
         &self,
         raw: Self::Raw,
     ) -> impl Future<Output = io::Result<Self::ServerStream>> + Send;
+
+    /// The fingerprint of the server key this connection verified (the
+    /// pinned one, or the verified certificate's): the tunnel hello starts
+    /// with a tag derived from it.
+    fn server_key(stream: &Self::Stream) -> Option<Fingerprint>;
 }
 
 /// What answered at the door instead of our server.

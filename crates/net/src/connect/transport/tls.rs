@@ -220,6 +220,12 @@ fn classify(server: &HostPort, e: io::Error) -> TransportError {
 
 impl Transport for TlsTransport {
     type Stream = TlsStream;
+
+    fn server_key(stream: &TlsStream) -> Option<Fingerprint> {
+        let (_, conn) = stream.get_ref();
+        let leaf = conn.peer_certificates()?.first()?;
+        cert_fingerprint(leaf)
+    }
     type Acceptor = TcpListener;
     type Raw = TcpStream;
     type ServerStream = tokio_rustls::server::TlsStream<TcpStream>;
@@ -402,6 +408,12 @@ fn tlv(b: &[u8]) -> Option<Tlv<'_>> {
     let end = hdr.checked_add(len)?;
     let whole = b.get(..end)?;
     Some((tag, &whole[hdr..], whole, &b[end..]))
+}
+
+/// The fingerprint of a certificate's key: SHA-256 of its DER
+/// SubjectPublicKeyInfo, as access keys pin it.
+pub fn cert_fingerprint(der: &[u8]) -> Option<Fingerprint> {
+    parse_cert(der)?.fingerprint
 }
 
 fn parse_cert(der: &[u8]) -> Option<CertInfo> {
