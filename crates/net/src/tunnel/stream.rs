@@ -159,6 +159,7 @@ impl AsyncWrite for TunnelStream {
 /// Socket → stream.
 struct Up {
     pending: Bytes,
+    buf: BytesMut,
     chunk: usize,
     done: bool,
     total: u64,
@@ -181,14 +182,20 @@ impl Up {
             if self.done {
                 return Poll::Ready(Ok(()));
             }
-            // Allocated only when the socket is polled; an idle flow holds
-            // no buffer (a Pending read drops it).
-            let mut buf = BytesMut::with_capacity(self.chunk);
-            let n = ready!(tokio_util::io::poll_read_buf(
-                Pin::new(&mut *io),
-                cx,
-                &mut buf
-            ))?;
+            // One buffer, reused: once h2 has written out (and dropped) what
+            // was split off it, `reserve` takes the same memory back instead
+            // of faulting in fresh pages for every read. An idle flow holds
+            // none: a read that finds nothing lets it go.
+            if self.buf.capacity() < self.chunk {
+                self.buf.reserve(self.chunk);
+            }
+            let n = match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut self.buf) {
+                Poll::Pending => {
+                    self.buf = BytesMut::new();
+                    return Poll::Pending;
+                }
+                Poll::Ready(r) => r?,
+            };
             if n == 0 {
                 send.send_data(Bytes::new(), true).map_err(h2_to_io)?;
                 self.done = true;
@@ -198,7 +205,7 @@ impl Up {
                 self.chunk = (self.chunk * 2).min(MAX_CHUNK);
             }
             self.total += n as u64;
-            self.pending = buf.freeze();
+            self.pending = self.buf.split().freeze();
         }
     }
 }
@@ -345,6 +352,7 @@ where
         recv,
         up: Up {
             pending: Bytes::new(),
+            buf: BytesMut::new(),
             chunk: MIN_CHUNK,
             done: write_closed,
             total: 0,
