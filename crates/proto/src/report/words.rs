@@ -88,7 +88,9 @@ pub fn summary(report: &Report) -> Summary {
         } else {
             "Nothing probed reaches your server from here. If this network offers an \
              HTTP proxy, `onedoor connect --proxy` may still go out through it; and \
-             check that the server runs `onedoor serve --reflect`."
+             check that the server runs `onedoor serve --reflect` and that the \
+             fingerprint (or access key) is the one its `onedoor init` printed: \
+             with another one, your own server answers like a stranger."
                 .to_owned()
         });
     }
