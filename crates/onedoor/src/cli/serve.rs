@@ -296,24 +296,33 @@ async fn serve(args: ServeArgs, flags: ServeLayer, config: ServeConfig) -> Outco
     Ok(())
 }
 
-/// The server identity's signing key, from the state dir (`--state-dir`,
-/// else the default one).
-fn load_identity(state_dir: Option<&Path>) -> anyhow::Result<onedoor_proto::probe::SigningKey> {
+/// The state dir (`--state-dir`, else the default one) and the identity in
+/// it, for `flag` (`--reflect`, `--tunnel`), which needs them.
+fn open_identity(
+    state_dir: Option<&Path>,
+    flag: &str,
+) -> anyhow::Result<(onedoor_net::state::StateDir, onedoor_net::state::Identity)> {
     use onedoor_net::state::StateDir;
     let path = match state_dir {
         Some(p) => p.to_path_buf(),
         None => StateDir::default_path()
-            .ok_or_else(|| anyhow!("--reflect: no state dir: give --state-dir"))?,
+            .ok_or_else(|| anyhow!("{flag}: no state dir: give --state-dir"))?,
     };
     let state = StateDir::open(&path).map_err(|e| {
         anyhow!(
-            "--reflect needs the server identity in {}: {e} (run `onedoor init` first)",
+            "{flag} needs the server identity in {}: {e} (run `onedoor init` first)",
             path.display()
         )
     })?;
     let identity = state
         .identity()
-        .map_err(|e| anyhow!("--reflect: {}: {e}", path.display()))?;
+        .map_err(|e| anyhow!("{flag}: {}: {e}", path.display()))?;
+    Ok((state, identity))
+}
+
+/// The server identity's signing key, for `--reflect`.
+fn load_identity(state_dir: Option<&Path>) -> anyhow::Result<onedoor_proto::probe::SigningKey> {
+    let (_, identity) = open_identity(state_dir, "--reflect")?;
     tracing::info!(fingerprint = %identity.fingerprint(), "server identity");
     Ok(identity.signing_key)
 }
@@ -324,21 +333,8 @@ fn load_identity(state_dir: Option<&Path>) -> anyhow::Result<onedoor_proto::prob
 /// with the identity's certificate (or `--cert`/`--key`).
 fn tunnel_setup(config: &ServeConfig) -> anyhow::Result<Arc<onedoor_net::serve::tunnel::Tunnel>> {
     use onedoor_net::serve::tunnel::{Tunnel, TunnelOptions, TunnelTls, ALPN_HTTP1, ALPN_WEB};
-    use onedoor_net::state::StateDir;
-    let path = match config.state_dir.as_deref() {
-        Some(p) => p.to_path_buf(),
-        None => StateDir::default_path()
-            .ok_or_else(|| anyhow!("--tunnel: no state dir: give --state-dir"))?,
-    };
-    let state = StateDir::open(&path).map_err(|e| {
-        anyhow!(
-            "--tunnel needs the server identity in {}: {e} (run `onedoor init` first)",
-            path.display()
-        )
-    })?;
-    let identity = state
-        .identity()
-        .map_err(|e| anyhow!("--tunnel: {}: {e}", path.display()))?;
+    let (state, identity) = open_identity(config.state_dir.as_deref(), "--tunnel")?;
+    let path = state.path().to_path_buf();
     let files = match &config.cert {
         None => None,
         Some(f) => {
