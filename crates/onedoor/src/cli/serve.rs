@@ -421,17 +421,24 @@ fn bind_reflector(
             }
         }
     }
-    if spec.tcp.len() + spec.udp.len() > REFLECT_BIND_MAX {
-        #[cfg(target_os = "linux")]
-        return redirect_reflector(server, spec, &ips).map(Some);
-        #[cfg(not(target_os = "linux"))]
-        return Err(anyhow!(
-            "--reflect: more than {REFLECT_BIND_MAX} ports needs the nftables redirect (Linux)"
-        ));
-    }
+    // Per protocol: a set small enough is bound port by port (the simplest
+    // path, and no privilege beyond the ports' own); a larger one goes
+    // through the redirect. Bound first, so the redirect sees them in use.
+    let redirect_tcp = spec.tcp.len() > REFLECT_BIND_MAX;
+    let redirect_udp = spec.udp.len() > REFLECT_BIND_MAX;
     let door_ports: Vec<u16> = listen.iter().map(|a| a.port).collect();
     let mut skipped = Vec::new();
-    for port in spec.tcp.iter().filter(|p| !door_ports.contains(p)) {
+    let direct_tcp = if redirect_tcp {
+        Default::default()
+    } else {
+        spec.tcp.clone()
+    };
+    let direct_udp = if redirect_udp {
+        Default::default()
+    } else {
+        spec.udp.clone()
+    };
+    for port in direct_tcp.iter().filter(|p| !door_ports.contains(p)) {
         for ip in &ips {
             match sys::listen::bind(std::net::SocketAddr::new(*ip, port)) {
                 Ok(l) => {
@@ -441,7 +448,7 @@ fn bind_reflector(
             }
         }
     }
-    for port in spec.udp.iter() {
+    for port in direct_udp.iter() {
         for ip in &ips {
             match std::net::UdpSocket::bind((*ip, port)).and_then(|s| {
                 s.set_nonblocking(true)?;
@@ -455,8 +462,30 @@ fn bind_reflector(
     if !skipped.is_empty() {
         tracing::warn!(count = skipped.len(), first = %skipped[0], "--reflect: skipped ports already in use or not allowed");
     }
-    tracing::info!(tcp = %spec.tcp, udp = %spec.udp, "answering probe hellos");
-    Ok(None)
+    if !direct_tcp.is_empty() || !direct_udp.is_empty() {
+        tracing::info!(tcp = %direct_tcp, udp = %direct_udp, "answering probe hellos");
+    }
+    if !redirect_tcp && !redirect_udp {
+        return Ok(None);
+    }
+    let redirected = ReflectSpec {
+        tcp: if redirect_tcp {
+            spec.tcp.clone()
+        } else {
+            Default::default()
+        },
+        udp: if redirect_udp {
+            spec.udp.clone()
+        } else {
+            Default::default()
+        },
+    };
+    #[cfg(target_os = "linux")]
+    return redirect_reflector(server, &redirected, &ips).map(Some);
+    #[cfg(not(target_os = "linux"))]
+    return Err(anyhow!(
+        "--reflect: more than {REFLECT_BIND_MAX} ports of one protocol ({redirected}) needs the nftables redirect (Linux)"
+    ));
 }
 
 /// The large-set reflector: one TCP and one transparent UDP listener per
