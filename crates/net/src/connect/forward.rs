@@ -165,7 +165,8 @@ pub async fn run_local_tcp(
         let tunnel = tunnel.clone();
         let target = target.clone();
         tokio::spawn(async move {
-            match open_tcp(&tunnel, &target.host, target.port).await {
+            let first = super::already_sent(&sock);
+            match super::open_tcp_with(&tunnel, &target.host, target.port, first).await {
                 Ok(stream) => {
                     tracing::debug!(%peer, %target, "forwarding");
                     if let Err(e) = join(sock, stream).await {

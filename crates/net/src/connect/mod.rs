@@ -302,8 +302,42 @@ pub async fn open_tcp(
     host: &str,
     port: u16,
 ) -> Result<crate::tunnel::TunnelStream, ForwardError> {
+    open_tcp_with(tunnel, host, port, bytes::Bytes::new()).await
+}
+
+/// Like [`open_tcp`], sending `first` along with the request (see
+/// `Session::open_tcp_with`).
+pub async fn open_tcp_with(
+    tunnel: &Tunnel,
+    host: &str,
+    port: u16,
+    first: bytes::Bytes,
+) -> Result<crate::tunnel::TunnelStream, ForwardError> {
     let s = tunnel.session().await?;
-    Ok(s.open_tcp(host, port).await?)
+    Ok(s.open_tcp_with(host, port, first).await?)
+}
+
+/// What a just-accepted local connection has already sent, without waiting
+/// (clients that speak first usually have): it can travel with the stream's
+/// request. Empty when nothing is there yet.
+pub(crate) fn already_sent(sock: &tokio::net::TcpStream) -> bytes::Bytes {
+    use std::os::fd::AsRawFd;
+    let mut first = vec![0u8; 16 * 1024];
+    // SAFETY: recv writes at most `first.len()` bytes into `first`.
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            first.as_mut_ptr().cast(),
+            first.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n <= 0 {
+        // Nothing yet, or end/error: the stream's own pump will see it.
+        return bytes::Bytes::new();
+    }
+    first.truncate(n as usize);
+    bytes::Bytes::from(first)
 }
 
 #[cfg(test)]

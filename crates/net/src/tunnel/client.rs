@@ -205,8 +205,15 @@ impl Session {
         &self,
         req: Request<()>,
         target: &str,
+        first: Bytes,
     ) -> Result<(Answer, SendStream<Bytes>), OpenError> {
-        let (resp, send) = self.request(req).await?;
+        let (resp, mut send) = self.request(req).await?;
+        if !first.is_empty() {
+            // Sent with the request, before the answer: the destination
+            // gets it one round trip sooner. If the stream is refused, the
+            // server drops it unread.
+            send.send_data(first, false).map_err(|e| self.gone(&e))?;
+        }
         let resp = match resp.await {
             Ok(r) => r,
             Err(e) if e.is_reset() => {
@@ -253,6 +260,18 @@ impl Session {
     /// Open a TCP stream to `host:port` (a name, resolved at the server, or
     /// an IP; IPv6 without brackets). Returns once the server has connected.
     pub async fn open_tcp(&self, host: &str, port: u16) -> Result<TunnelStream, OpenError> {
+        self.open_tcp_with(host, port, Bytes::new()).await
+    }
+
+    /// Like [`Session::open_tcp`], sending `first` (bytes the local side
+    /// already sent, e.g. a client's greeting) along with the request
+    /// instead of after the answer: one round trip less for the first reply.
+    pub async fn open_tcp_with(
+        &self,
+        host: &str,
+        port: u16,
+        first: Bytes,
+    ) -> Result<TunnelStream, OpenError> {
         let target = authority(host, port);
         let uri =
             Uri::try_from(target.as_str()).map_err(|_| OpenError::BadTarget(target.clone()))?;
@@ -261,7 +280,7 @@ impl Session {
             .uri(uri)
             .body(())
             .map_err(|_| OpenError::BadTarget(target.clone()))?;
-        match self.open(req, &target).await? {
+        match self.open(req, &target, first).await? {
             (Answer::Ok(_, recv), send) => Ok(TunnelStream::new(send, recv)),
             (Answer::NotFound, _) => Err(OpenError::Protocol {
                 target,
@@ -294,7 +313,7 @@ impl Session {
             &StreamPath::Udp(HostPort::new(host, port)),
             &target,
         )?;
-        match self.open(req, &target).await? {
+        match self.open(req, &target, Bytes::new()).await? {
             (Answer::Ok(_, recv), send) => Ok(UdpFlow::new(send, recv)),
             (Answer::NotFound, _) => Err(OpenError::Protocol {
                 target,
@@ -313,7 +332,7 @@ impl Session {
             &StreamPath::Bind(HostPort::new(host, port)),
             &target,
         )?;
-        let (parts, recv, send) = match self.open(req, &target).await? {
+        let (parts, recv, send) = match self.open(req, &target, Bytes::new()).await? {
             (Answer::Ok(parts, recv), send) => (parts, recv, send),
             (Answer::NotFound, _) => {
                 return Err(OpenError::Protocol {
@@ -418,7 +437,7 @@ impl ReverseListener {
                 what: format!("bad peer address {peer:?}"),
             })?;
             let req = Session::extended(PROTOCOL_ACCEPT, &StreamPath::Accept(id), &self.target)?;
-            match self.session.open(req, &self.target).await? {
+            match self.session.open(req, &self.target, Bytes::new()).await? {
                 (Answer::Ok(_, recv), send) => return Ok((TunnelStream::new(send, recv), peer)),
                 // Expired before we claimed it: the next one.
                 (Answer::NotFound, _) => continue,
