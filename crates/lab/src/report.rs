@@ -39,21 +39,9 @@ impl LabReport {
     }
 }
 
-/// Escape text for HTML and SVG.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escape text for HTML and SVG: the probe report's escaper, so both pages
+/// escape alike.
+pub use onedoor_proto::report::html::esc as escape;
 
 /// A colour per kind of outcome.
 fn colour(o: Option<&Observed>) -> &'static str {
