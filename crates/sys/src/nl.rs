@@ -101,17 +101,9 @@ impl Netlink {
         let mut first_error: Option<NlError> = None;
         let mut deadline = Instant::now() + ACK_TIMEOUT;
         while !pending.is_empty() {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            let left = deadline - now;
-            let left = TimeVal::new(left.as_secs() as _, left.subsec_micros().max(1000) as _);
-            setsockopt(&self.sock, sockopt::ReceiveTimeout, &left)
-                .map_err(|e| sys("setting the netlink receive timeout", io::Error::from(e)))?;
-            let buf = match self.sock.recv_from_full() {
-                Ok((buf, _)) => buf,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            let buf = match self.recv_before(deadline) {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
                 Err(e) => return Err(sys("reading the kernel's answer", e)),
             };
             for (seq, code) in parse_acks(&buf) {
@@ -146,39 +138,19 @@ impl Netlink {
         self.sock.send(bytes, 0).map_err(sys)?;
         let deadline = Instant::now() + ACK_TIMEOUT;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(sys(io::Error::from(io::ErrorKind::TimedOut)));
-            }
-            let tv = TimeVal::new(left.as_secs() as _, left.subsec_micros().max(1000) as _);
-            setsockopt(&self.sock, sockopt::ReceiveTimeout, &tv).map_err(|e| sys(e.into()))?;
-            let (buf, _) = self.sock.recv_from_full().map_err(|e| {
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    sys(io::Error::from(io::ErrorKind::TimedOut))
-                } else {
-                    sys(e)
-                }
-            })?;
-            let mut rest = &buf[..];
-            while rest.len() >= NLMSG_HDRLEN {
-                let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
-                if len < NLMSG_HDRLEN || len > rest.len() {
-                    break;
-                }
-                let ty = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
-                let msg_seq = u32::from_ne_bytes(rest[8..12].try_into().unwrap());
-                if msg_seq == seq {
-                    if ty == NLMSG_ERROR {
-                        if let Some((_, code)) = parse_acks(&rest[..len]).first() {
+            let buf = self.recv_before(deadline).map_err(sys)?;
+            for m in messages(&buf) {
+                if m.seq == seq {
+                    if m.ty == NLMSG_ERROR {
+                        if let Some((_, code)) = parse_acks(m.bytes).first() {
                             if *code != 0 {
                                 return Err(sys(io::Error::from_raw_os_error(-code)));
                             }
                         }
                     } else {
-                        return Ok(rest[..len].to_vec());
+                        return Ok(m.bytes.to_vec());
                     }
                 }
-                rest = &rest[((len + 3) & !3).min(rest.len())..];
             }
         }
     }
@@ -197,31 +169,11 @@ impl Netlink {
         let mut out = Vec::new();
         let mut interrupted = false;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(sys(io::Error::from(io::ErrorKind::TimedOut)));
-            }
-            let tv = TimeVal::new(left.as_secs() as _, left.subsec_micros().max(1000) as _);
-            setsockopt(&self.sock, sockopt::ReceiveTimeout, &tv).map_err(|e| sys(e.into()))?;
-            let (buf, _) = self.sock.recv_from_full().map_err(|e| {
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    sys(io::Error::from(io::ErrorKind::TimedOut))
-                } else {
-                    sys(e)
-                }
-            })?;
-            let mut rest = &buf[..];
-            while rest.len() >= NLMSG_HDRLEN {
-                let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
-                if len < NLMSG_HDRLEN || len > rest.len() {
-                    break;
-                }
-                let ty = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
-                let flags = u16::from_ne_bytes(rest[6..8].try_into().unwrap());
-                let msg_seq = u32::from_ne_bytes(rest[8..12].try_into().unwrap());
-                if msg_seq == seq {
-                    interrupted |= flags & NLM_F_DUMP_INTR != 0;
-                    match ty {
+            let buf = self.recv_before(deadline).map_err(sys)?;
+            for m in messages(&buf) {
+                if m.seq == seq {
+                    interrupted |= m.flags & NLM_F_DUMP_INTR != 0;
+                    match m.ty {
                         NLMSG_DONE => {
                             if interrupted {
                                 return Err(sys(io::Error::new(
@@ -232,42 +184,79 @@ impl Netlink {
                             return Ok(out);
                         }
                         NLMSG_ERROR => {
-                            let code = parse_acks(&rest[..len]).first().map_or(0, |(_, c)| *c);
+                            let code = parse_acks(m.bytes).first().map_or(0, |(_, c)| *c);
                             return Err(sys(if code != 0 {
                                 io::Error::from_raw_os_error(-code)
                             } else {
                                 io::Error::other("an acknowledgement instead of a dump")
                             }));
                         }
-                        _ => out.push(rest[..len].to_vec()),
+                        _ => out.push(m.bytes.to_vec()),
                     }
                 }
-                rest = &rest[((len + 3) & !3).min(rest.len())..];
             }
+        }
+    }
+
+    /// The next datagram from the kernel, waiting no later than `deadline`
+    /// (`TimedOut` past it).
+    fn recv_before(&mut self, deadline: Instant) -> io::Result<Vec<u8>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let tv = TimeVal::new(left.as_secs() as _, left.subsec_micros().max(1000) as _);
+        setsockopt(&self.sock, sockopt::ReceiveTimeout, &tv).map_err(io::Error::from)?;
+        match self.sock.recv_from_full() {
+            Ok((buf, _)) => Ok(buf),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::ErrorKind::TimedOut.into()),
+            Err(e) => Err(e),
         }
     }
 }
 
+/// One netlink message of a received datagram.
+struct Message<'a> {
+    ty: u16,
+    flags: u16,
+    seq: u32,
+    /// The whole message, header included.
+    bytes: &'a [u8],
+}
+
+/// The well-formed messages of `buf`, in order (a malformed length ends it).
+fn messages(mut buf: &[u8]) -> impl Iterator<Item = Message<'_>> {
+    std::iter::from_fn(move || {
+        if buf.len() < NLMSG_HDRLEN {
+            return None;
+        }
+        let len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
+        if len < NLMSG_HDRLEN || len > buf.len() {
+            return None;
+        }
+        let m = Message {
+            ty: u16::from_ne_bytes(buf[4..6].try_into().unwrap()),
+            flags: u16::from_ne_bytes(buf[6..8].try_into().unwrap()),
+            seq: u32::from_ne_bytes(buf[8..12].try_into().unwrap()),
+            bytes: &buf[..len],
+        };
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+        Some(m)
+    })
+}
+
 /// `(sequence, error code)` of every `NLMSG_ERROR` message in `buf` (code 0
 /// is an acknowledgement, a negative code an errno).
-pub fn parse_acks(mut buf: &[u8]) -> Vec<(u32, i32)> {
-    let mut out = Vec::new();
-    while buf.len() >= NLMSG_HDRLEN {
-        let len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
-        let ty = u16::from_ne_bytes(buf[4..6].try_into().unwrap());
-        if len < NLMSG_HDRLEN || len > buf.len() {
-            break;
-        }
-        if ty == NLMSG_ERROR && len >= NLMSG_HDRLEN + 4 + NLMSG_HDRLEN {
-            let code = i32::from_ne_bytes(buf[16..20].try_into().unwrap());
+pub fn parse_acks(buf: &[u8]) -> Vec<(u32, i32)> {
+    messages(buf)
+        .filter(|m| m.ty == NLMSG_ERROR && m.bytes.len() >= NLMSG_HDRLEN + 4 + NLMSG_HDRLEN)
+        .map(|m| {
+            let code = i32::from_ne_bytes(m.bytes[16..20].try_into().unwrap());
             // The request's own header follows the code.
-            let seq = u32::from_ne_bytes(buf[20 + 8..20 + 12].try_into().unwrap());
-            out.push((seq, code));
-        }
-        let aligned = (len + 3) & !3;
-        buf = &buf[aligned.min(buf.len())..];
-    }
-    out
+            let seq = u32::from_ne_bytes(m.bytes[20 + 8..20 + 12].try_into().unwrap());
+            (seq, code)
+        })
+        .collect()
 }
 
 #[cfg(test)]
