@@ -13,11 +13,9 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use onedoor_proto::report::json::ProbeJson;
-use onedoor_proto::tunnel::access_key::AccessKey;
 
 use super::narrate::Narrator;
 use super::serve::ServeProcess;
@@ -143,44 +141,14 @@ pub(super) async fn chapter(lab: &Lab, exe: &Path, plan: MapPlan, n: &mut Narrat
     ));
 
     // 1. A throwaway server identity.
-    let _ = std::fs::remove_dir_all(&dir);
-    let made = dir
-        .parent()
-        .map(std::fs::create_dir_all)
-        .transpose()
-        .map_err(|e| format!("creating {}: {e}", dir.display()));
-    let _gone = Throwaway(dir.clone());
-    n.begin(format!(
-        "$ onedoor init --state-dir {} --name {internet}",
-        dir.display()
-    ));
-    if let Err(e) = made {
-        return failed(e, serve_args, n);
-    }
-    let mut init = std::process::Command::new(exe);
-    init.arg("init")
-        .arg("--state-dir")
-        .arg(&dir)
-        .args(["--name", &internet.to_string()]);
-    let fingerprint = match run_bounded(init, INIT_TIMEOUT, "onedoor init").await {
-        Ok(out) if out.status.success() => {
-            let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            match AccessKey::from_str(&key).map(|k| k.fingerprint) {
-                Ok(Some(fp)) => fp.to_string(),
-                Ok(None) => return failed("the access key has no fp=".into(), serve_args, n),
-                Err(e) => return failed(format!("its access key: {e}"), serve_args, n),
-            }
+    let identity = match super::tunnel::identity(lab, exe, "map", n).await {
+        Ok(id) => id,
+        Err(e) => {
+            n.say(format!("    ✗ the map: {e}"));
+            return DoorMap::failed(plan.clone(), serve_args, e, ms(started.elapsed()));
         }
-        Ok(out) => {
-            return failed(
-                format!("onedoor init: {}{}", out.status, tail(&out.stderr)),
-                serve_args,
-                n,
-            )
-        }
-        Err(e) => return failed(e, serve_args, n),
     };
-    n.end(format!("server key {fingerprint}"));
+    let fingerprint = identity.fingerprint();
 
     // 2. The reflector on the internet.
     n.begin(format!("$ onedoor {}", serve_args.join(" ")));

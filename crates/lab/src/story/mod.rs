@@ -479,7 +479,7 @@ async fn tell(
     // 2. The one door, which also carries the tunnel.
     let mut setup = story_setup(plan.internet, held.sshd.is_some());
     n.section("Starting onedoor serve on door 443 of the internet, with the tunnel:");
-    match tunnel::identity(&held.lab, &opts.exe, n).await {
+    match tunnel::identity(&held.lab, &opts.exe, "tunnel", n).await {
         Ok(id) => {
             setup.tunnel = Some(id.dir.0.clone());
             held.tunnel = Some(id);

@@ -45,6 +45,15 @@ pub(super) struct Identity {
 }
 
 impl Identity {
+    /// The server's fingerprint, from the access key (checked when made).
+    pub(super) fn fingerprint(&self) -> String {
+        AccessKey::from_str(&self.key)
+            .ok()
+            .and_then(|k| k.fingerprint)
+            .map(|fp| fp.to_string())
+            .unwrap_or_default()
+    }
+
     /// The key as narrated: the token is a secret, even a throwaway one.
     pub(super) fn shown_key(&self) -> String {
         shown_key(&self.key)
@@ -58,10 +67,17 @@ fn shown_key(key: &str) -> String {
     }
 }
 
-/// `onedoor init --state-dir RUNTIME/tunnel --name INTERNET`, narrated.
-pub(super) async fn identity(lab: &Lab, exe: &Path, n: &mut Narrator) -> Result<Identity, String> {
+/// `onedoor init --state-dir RUNTIME/NAME --name INTERNET`, narrated: a
+/// throwaway server identity (the map's reflector and the tunnel each make
+/// their own).
+pub(super) async fn identity(
+    lab: &Lab,
+    exe: &Path,
+    name: &str,
+    n: &mut Narrator,
+) -> Result<Identity, String> {
     let internet = lab.plan().internet;
-    let dir = runtime_dir(lab.plan().instance).join("tunnel");
+    let dir = runtime_dir(lab.plan().instance).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     let made = dir
         .parent()
