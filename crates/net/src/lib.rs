@@ -28,3 +28,4 @@ pub mod serve;
 pub mod state;
 pub mod sys;
 pub mod tunnel;
+pub mod ws;

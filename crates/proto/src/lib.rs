@@ -21,6 +21,7 @@
 //!   and the one-page HTML picture.
 
 pub mod config;
+pub mod http_connect;
 pub mod probe;
 pub mod proxy_proto;
 pub mod rate;

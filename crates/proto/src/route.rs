@@ -13,6 +13,7 @@ use crate::probe::hello::{Hello, HelloParse, ProbeKey};
 use crate::proxy_proto::ProxyVersion;
 use crate::sniff::{http, tls, Protocol, Verdict};
 use crate::spec::HostPort;
+use crate::tunnel::ticket::{self, Ticket, TicketKey};
 
 /// How many bytes a regex route looks at before it gives up waiting for a
 /// newline.
@@ -189,6 +190,10 @@ pub enum Own {
     ProbeUnsupported,
     /// A TLS ClientHello for one of serve's own names (the tunnel).
     Tls,
+    /// A plain-HTTP WebSocket request whose path carries a ticket made
+    /// with this server's key (the tunnel's `ws` transport). Its freshness
+    /// is the shell's to check.
+    Ws(Ticket),
 }
 
 /// What the door does with a connection, given its first bytes.
@@ -214,6 +219,9 @@ pub struct OwnTraffic {
     pub no_sni: bool,
     /// Answer probe hellos sealed with this key (`--reflect`).
     pub probe: Option<ProbeKey>,
+    /// Take plain-HTTP WebSocket requests with a ticket under this key
+    /// (`--tunnel`).
+    pub ws: Option<TicketKey>,
 }
 
 /// Routes in order, first match wins.
@@ -247,7 +255,10 @@ impl Router {
         let more = more && buf.len() < MAX_SNIFF;
         let own_waiting = match self.own_verdict(buf) {
             OwnVerdict::Match(own) => return Decision::Onedoor(own),
-            OwnVerdict::NeedMore => more,
+            // A request line that may carry a ticket looks like HTTP: no
+            // route may take it before the line is complete.
+            OwnVerdict::NeedMore { hold_all: true } if more => return Decision::NeedMore,
+            OwnVerdict::NeedMore { .. } => more,
             OwnVerdict::NoMatch => false,
         };
         self.decide_routes(buf, more, own_waiting)
@@ -281,6 +292,7 @@ impl Router {
 
     fn own_verdict(&self, buf: &[u8]) -> OwnVerdict {
         let mut waiting = false;
+        let mut hold_all = false;
         if let Some(key) = &self.own.probe {
             match key.parse(buf) {
                 HelloParse::Hello(hello) => return OwnVerdict::Match(Own::Probe(hello)),
@@ -302,8 +314,18 @@ impl Router {
                 },
             }
         }
+        if let Some(key) = &self.own.ws {
+            match ticket::parse_request_line(buf, key) {
+                ticket::RequestParse::Ticket(t) => return OwnVerdict::Match(Own::Ws(t)),
+                ticket::RequestParse::NeedMore => {
+                    waiting = true;
+                    hold_all = true;
+                }
+                ticket::RequestParse::NotOurs => {}
+            }
+        }
         if waiting {
-            OwnVerdict::NeedMore
+            OwnVerdict::NeedMore { hold_all }
         } else {
             OwnVerdict::NoMatch
         }
@@ -311,7 +333,10 @@ impl Router {
 }
 
 enum OwnVerdict {
-    NeedMore,
+    /// `hold_all`: no route may decide yet (not even a built-in match).
+    NeedMore {
+        hold_all: bool,
+    },
     Match(Own),
     NoMatch,
 }

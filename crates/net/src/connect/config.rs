@@ -12,7 +12,9 @@
 //! token_file = "/etc/onedoor/door2.token"
 //! fingerprint = "SHA256:..."
 //! sni = "door2.example"
-//! transport = "tls"
+//! transport = "auto"                  # auto, tls, wss or ws
+//! proxy = "http://user:pass@proxy.corp:3128"
+//! ws_path = "/door"                     # behind a reverse proxy's location
 //! remote = ["8022:localhost:22"]
 //! ```
 //!
@@ -23,7 +25,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use onedoor_proto::config::{line_of, toml_error};
+use onedoor_proto::http_connect::ProxyUrl;
 use onedoor_proto::spec::{Forward, ForwardFlag, HostPort};
+use onedoor_proto::tunnel::paths::Choice;
 use onedoor_proto::tunnel::{parse_server, AccessKey, Fingerprint};
 use serde::Deserialize;
 use toml::Spanned;
@@ -56,6 +60,8 @@ struct RawServer {
     fingerprint: Option<Spanned<String>>,
     sni: Option<Spanned<String>>,
     transport: Option<Spanned<String>>,
+    proxy: Option<Spanned<String>>,
+    ws_path: Option<Spanned<String>>,
     #[serde(default)]
     local: Vec<Spanned<String>>,
     #[serde(default)]
@@ -79,8 +85,13 @@ pub struct ServerEntry {
     pub fingerprint: Option<Fingerprint>,
     /// `sni`.
     pub sni: Option<String>,
-    /// `transport` (only `tls` so far).
-    pub transport: Option<String>,
+    /// `transport`: `auto`, `tls`, `wss` or `ws`.
+    pub transport: Option<Choice>,
+    /// `proxy`: an HTTP CONNECT proxy, `http://user:pass@host:port`.
+    pub proxy: Option<ProxyUrl>,
+    /// `ws_path`: the path in front of the WebSocket ticket (a reverse
+    /// proxy's `location`).
+    pub ws_path: Option<String>,
     /// Its forwards, `-L`, `-R` and `-D`.
     pub forwards: Vec<Forward>,
 }
@@ -167,14 +178,26 @@ impl ClientConfig {
                 ),
                 None => None,
             };
-            if let Some(t) = &s.transport {
-                if t.get_ref() != "tls" {
+            let transport = match &s.transport {
+                Some(t) => Some(
+                    t.get_ref()
+                        .parse::<Choice>()
+                        .map_err(|e| err(t.span().start, format!("`transport`: {e}")))?,
+                ),
+                None => None,
+            };
+            let proxy = match &s.proxy {
+                Some(p) => Some(
+                    ProxyUrl::parse(p.get_ref())
+                        .map_err(|e| err(p.span().start, format!("`proxy`: {e}")))?,
+                ),
+                None => None,
+            };
+            if let Some(w) = &s.ws_path {
+                if !w.get_ref().is_empty() && !w.get_ref().starts_with('/') {
                     return Err(err(
-                        t.span().start,
-                        format!(
-                            "`transport`: {:?} is not available (only \"tls\" so far)",
-                            t.get_ref()
-                        ),
+                        w.span().start,
+                        format!("`ws_path`: {:?} must start with /", w.get_ref()),
                     ));
                 }
             }
@@ -204,7 +227,9 @@ impl ClientConfig {
                 token_file: s.token_file.map(|t| dir.join(t.into_inner())),
                 fingerprint,
                 sni: s.sni.map(Spanned::into_inner),
-                transport: s.transport.map(Spanned::into_inner),
+                transport,
+                proxy,
+                ws_path: s.ws_path.map(Spanned::into_inner),
                 forwards,
             });
         }
@@ -248,7 +273,9 @@ mod tests {
             ("[[server]]\naddress = \"a:0\"\n", 2, "address"),
             ("[[server]]\naddress = \"a\"\ntoken_file = \"t\"\n", 1, "no forwards"),
             ("[[server]]\naddress = \"a\"\nlocal = [\"1:b:2\"]\n", 1, "token_file"),
-            ("[[server]]\naddress = \"a\"\ntoken_file = \"t\"\ntransport = \"wss\"\nlocal=[\"1:b:2\"]\n", 4, "transport"),
+            ("[[server]]\naddress = \"a\"\ntoken_file = \"t\"\ntransport = \"quic\"\nlocal=[\"1:b:2\"]\n", 4, "transport"),
+            ("[[server]]\naddress = \"a\"\ntoken_file = \"t\"\nproxy = \"socks5://p:1\"\nlocal=[\"1:b:2\"]\n", 4, "proxy"),
+            ("[[server]]\naddress = \"a\"\ntoken_file = \"t\"\nws_path = \"door\"\nlocal=[\"1:b:2\"]\n", 4, "ws_path"),
             ("top = 1\n", 1, "unknown key"),
         ] {
             let e = parse(text).unwrap_err();

@@ -25,6 +25,7 @@ use onedoor_proto::tunnel::session::DoorTag;
 
 pub mod config;
 pub mod forward;
+pub mod proxy;
 pub mod socks5;
 pub mod transport;
 

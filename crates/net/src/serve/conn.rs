@@ -80,6 +80,37 @@ pub(crate) async fn handle(
             }
             return;
         }
+        // A plain-HTTP WebSocket request with a ticket: the tunnel's `ws`.
+        Sniffed::Onedoor(Own::Ws(ticket)) => match &shared.tunnel {
+            Some(tunnel) if live.config.tunnel && tunnel.admit(&ticket) => {
+                tracing::Span::current().record("route", "tunnel");
+                tunnel
+                    .clone()
+                    .handle_ws(stream, buf, ticket, client, live.config.fallback.clone())
+                    .await;
+                return;
+            }
+            // Stale, replayed, or no tunnel: whatever any other bytes get.
+            _ => conclude(live.router.decide_routes(&buf, false, false)),
+        },
+        other => other,
+    };
+    // HTTP that no route takes goes to the tunnel's fallback website (SPEC
+    // §2: on plain HTTP too, what is not ours gets the website).
+    let sniffed = match sniffed {
+        Sniffed::Close(ErrorKind::NoMatch)
+            if live.config.tunnel
+                && shared.tunnel.is_some()
+                && onedoor_proto::sniff::Protocol::Http.sniff(&buf)
+                    == onedoor_proto::sniff::Verdict::Match =>
+        {
+            if let Some(target) = live.config.fallback.clone() {
+                tracing::Span::current().record("route", "fallback");
+                super::tunnel::relay_plain(stream, buf, &target).await;
+                return;
+            }
+            Sniffed::Close(ErrorKind::NoMatch)
+        }
         other => other,
     };
     let route = match sniffed {

@@ -57,6 +57,7 @@ impl Live {
         }
         if let (true, Some(t)) = (config.tunnel, tunnel) {
             (router.own.names, router.own.no_sni) = t.own_traffic(&config.routes);
+            router.own.ws = Some(t.ticket_key().clone());
         }
         let labels = config.routes.iter().map(|r| r.label()).collect();
         Live {

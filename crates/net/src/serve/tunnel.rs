@@ -46,13 +46,17 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use onedoor_proto::route::{NamePattern, Route};
 use onedoor_proto::sniff::Protocol;
 use onedoor_proto::spec::HostPort;
 use onedoor_proto::tunnel::session::DoorTag;
+use onedoor_proto::tunnel::ticket::{
+    parse_request_line, RequestParse, Ticket, TicketGuard, TicketKey,
+};
+use onedoor_proto::tunnel::upgrade::{request_head_end, websocket_key, HeadParse, MAX_HEAD};
 use onedoor_proto::tunnel::{Refusal, RefusalReason, Request, TokenHash};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -61,6 +65,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::connect::transport::door::Io;
 use crate::metrics::{self, ErrorKind, RouteBytes};
 use crate::state::{Identity, Registry, StateDir, StateError};
 use crate::sys::listen::tune;
@@ -106,6 +111,8 @@ pub struct TunnelTls {
     /// The door tag of the key this TLS presents (what clients pin, or
     /// read from the certificate they verified).
     pub door: DoorTag,
+    /// The key of WebSocket tickets: derived from the same key as `door`.
+    pub ticket: TicketKey,
 }
 
 impl TunnelTls {
@@ -153,18 +160,16 @@ impl TunnelTls {
             .with_single_cert(certs, key)
             .map_err(|e| format!("certificate and key: {e}"))?;
         config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
-        let door = match chain {
-            None => DoorTag::for_key(identity.fingerprint().digest()),
-            Some(_) => {
-                let fp = crate::connect::transport::cert_fingerprint(&certs_leaf)
-                    .ok_or("certificate: cannot read its public key")?;
-                DoorTag::for_key(fp.digest())
-            }
+        let key = match chain {
+            None => identity.fingerprint(),
+            Some(_) => crate::connect::transport::cert_fingerprint(&certs_leaf)
+                .ok_or("certificate: cannot read its public key")?,
         };
         Ok(TunnelTls {
             config: Arc::new(config),
             names,
-            door,
+            door: DoorTag::for_key(key.digest()),
+            ticket: TicketKey::for_key(key.digest()),
         })
     }
 }
@@ -202,6 +207,10 @@ pub struct Tunnel {
     sessions: Mutex<HashMap<u64, Handle>>,
     next_id: AtomicU64,
     opts: TunnelOptions,
+    /// The key of WebSocket tickets.
+    ticket: TicketKey,
+    /// Each ticket is good once, for a short while.
+    guard: Mutex<TicketGuard>,
 }
 
 impl std::fmt::Debug for Tunnel {
@@ -238,6 +247,8 @@ impl Tunnel {
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             opts,
+            ticket: tls.ticket,
+            guard: Mutex::new(TicketGuard::new(TICKET_WINDOW_SECS, TICKET_MEMORY)),
         }))
     }
 
@@ -313,6 +324,32 @@ impl Tunnel {
         }
     }
 
+    /// The session settings for a connection arriving on `stream`: the
+    /// connection's local address is one of the server's own.
+    fn session_options(&self, stream: &TcpStream) -> ServerOptions {
+        let mut opts = self.opts.server.clone();
+        if let Ok(local) = stream.local_addr() {
+            let ip = local.ip().to_canonical();
+            if !opts.server_addrs.contains(&ip) {
+                opts.server_addrs.push(ip);
+            }
+        }
+        opts
+    }
+
+    /// The key plain-HTTP WebSocket tickets are checked with.
+    pub fn ticket_key(&self) -> &TicketKey {
+        &self.ticket
+    }
+
+    /// Is `ticket` fresh and not seen before? (Each is good once.)
+    pub fn admit(&self, ticket: &Ticket) -> bool {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.guard.lock().expect("ticket guard").admit(ticket, now)
+    }
+
     /// Serve one connection the router gave to the tunnel: `sniffed` is
     /// what the door already read from `stream` (the ClientHello).
     pub(crate) async fn handle(
@@ -322,13 +359,7 @@ impl Tunnel {
         client_addr: SocketAddr,
         fallback: Option<HostPort>,
     ) {
-        let mut opts = self.opts.server.clone();
-        if let Ok(local) = stream.local_addr() {
-            let ip = local.ip().to_canonical();
-            if !opts.server_addrs.contains(&ip) {
-                opts.server_addrs.push(ip);
-            }
-        }
+        let opts = self.session_options(&stream);
         let io = Prefixed::new(sniffed, stream);
         let tls = match tokio::time::timeout(opts.hello_timeout, self.acceptor.accept(io)).await {
             Ok(Ok(tls)) => tls,
@@ -352,39 +383,187 @@ impl Tunnel {
         })
         .await;
         drop(registry);
-        match accepted {
-            Ok(session) => {
-                let who = session.client().clone();
-                let (id, cut) = self.register(&who);
-                let _gone = Unregister { tunnel: &self, id };
-                metrics::tunnel_session(self.sessions());
-                tracing::info!(client = %who.name, from = %client_addr, "tunnel session");
-                let me = self.clone();
-                let authorize = move |c: &SessionClient, req: &Request<'_>| me.authorize(c, req);
-                tokio::select! {
-                    r = session.serve(&opts, authorize, SystemConnector) => match r {
-                        Ok(()) => tracing::info!(client = %who.name, "tunnel session ended"),
-                        Err(e) => tracing::info!(client = %who.name, error = %e, "tunnel session ended"),
-                    },
-                    _ = cut.cancelled() => {}
+        let rejected = match accepted {
+            Ok(session) => return self.run(session, &opts, client_addr).await,
+            Err(rejected) => rejected,
+        };
+        let (io, read, reason) = match rejected.reason {
+            // Not a hello: maybe a WebSocket request with a ticket (`wss`).
+            RejectReason::NotAHello => {
+                match self
+                    .websocket(rejected.io, rejected.read, None, true, &opts, client_addr)
+                    .await
+                {
+                    Some((io, read)) => (io, read, RejectReason::NotAHello),
+                    None => return,
                 }
             }
-            Err(rejected) => {
-                metrics::tunnel_rejected(reason_label(rejected.reason));
-                tracing::debug!(client = %client_addr, reason = ?rejected.reason, "tunnel: not a client");
-                if let RejectReason::Io(_) = rejected.reason {
-                    return;
-                }
-                match fallback {
-                    Some(target) => relay(rejected.io, rejected.read, &target).await,
-                    None => {
-                        // Nothing of ours: the TLS ends as a web server's would.
-                        let mut io = rejected.io;
-                        let _ = io.shutdown().await;
-                    }
-                }
+            reason => (rejected.io, rejected.read, reason),
+        };
+        metrics::tunnel_rejected(reason_label(reason));
+        tracing::debug!(client = %client_addr, ?reason, "tunnel: not a client");
+        if let RejectReason::Io(_) = reason {
+            return;
+        }
+        match fallback {
+            Some(target) => relay(io, read, &target).await,
+            None => {
+                // Nothing of ours: the TLS ends as a web server's would.
+                let mut io = io;
+                let _ = io.shutdown().await;
             }
         }
+    }
+
+    /// A plain-HTTP connection whose request line carries `ticket` (the
+    /// router's [`Own::Ws`], already [admitted](Tunnel::admit)): the
+    /// WebSocket, the inner layer, the session. A request that turns out
+    /// not to be a WebSocket upgrade goes to `fallback` like any other.
+    pub(crate) async fn handle_ws(
+        self: Arc<Self>,
+        stream: TcpStream,
+        sniffed: Vec<u8>,
+        ticket: Ticket,
+        client_addr: SocketAddr,
+        fallback: Option<HostPort>,
+    ) {
+        let opts = self.session_options(&stream);
+        let Some((io, read)) = self
+            .websocket(stream, sniffed, Some(ticket), false, &opts, client_addr)
+            .await
+        else {
+            return;
+        };
+        metrics::tunnel_rejected(reason_label(RejectReason::NotAHello));
+        match fallback {
+            Some(target) => relay(io, read, &target).await,
+            None => {
+                let mut io = io;
+                let _ = io.shutdown().await;
+            }
+        }
+    }
+
+    /// The WebSocket door on `io`, of which `read` was read already. With
+    /// `ticket` `None`, the request line is read and judged first (inside
+    /// serve's TLS). A fresh ticket and a valid upgrade become a WebSocket,
+    /// then (when the ticket says so, and always without `over_tls`) the
+    /// inner layer's TLS, then the session: `None` is returned when it is
+    /// over. Anything else is handed back, with everything read, for the
+    /// fallback.
+    async fn websocket<T>(
+        self: &Arc<Self>,
+        mut io: T,
+        mut read: Vec<u8>,
+        ticket: Option<Ticket>,
+        over_tls: bool,
+        opts: &ServerOptions,
+        client_addr: SocketAddr,
+    ) -> Option<(T, Vec<u8>)>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let deadline = tokio::time::Instant::now() + opts.hello_timeout;
+        let ticket = match ticket {
+            Some(t) => t,
+            None => loop {
+                match parse_request_line(&read, &self.ticket) {
+                    RequestParse::Ticket(t) if self.admit(&t) => break t,
+                    RequestParse::Ticket(_) | RequestParse::NotOurs => return Some((io, read)),
+                    RequestParse::NeedMore => match read_more(&mut io, &mut read, deadline).await {
+                        Ok(true) => {}
+                        Ok(false) | Err(_) => return Some((io, read)),
+                    },
+                }
+            },
+        };
+        // On plain HTTP the session must be in the inner layer.
+        if !ticket.inner && !over_tls {
+            return Some((io, read));
+        }
+        let head_len = loop {
+            match request_head_end(&read, MAX_HEAD) {
+                HeadParse::Done { head_len } => break head_len,
+                HeadParse::TooLong => return Some((io, read)),
+                HeadParse::NeedMore => match read_more(&mut io, &mut read, deadline).await {
+                    Ok(true) => {}
+                    Ok(false) | Err(_) => return Some((io, read)),
+                },
+            }
+        };
+        let Some(key) = websocket_key(&read[..head_len]) else {
+            return Some((io, read));
+        };
+        let rest = read.split_off(head_len);
+        let ws = match crate::ws::server_partially_read(io, &key, rest).await {
+            Ok(ws) => ws,
+            Err(e) => {
+                tracing::debug!(client = %client_addr, error = %e, "tunnel: WebSocket upgrade failed");
+                metrics::error(ErrorKind::Io);
+                return None;
+            }
+        };
+        let io: Box<dyn Io> = if ticket.inner {
+            match tokio::time::timeout_at(deadline, self.acceptor.accept(ws)).await {
+                Ok(Ok(tls)) => Box::new(tls),
+                Ok(Err(e)) => {
+                    tracing::debug!(client = %client_addr, error = %e, "tunnel: inner TLS handshake failed");
+                    metrics::error(ErrorKind::TlsHandshake);
+                    return None;
+                }
+                Err(_) => {
+                    tracing::debug!(client = %client_addr, "tunnel: inner TLS handshake timed out");
+                    metrics::error(ErrorKind::TlsHandshake);
+                    return None;
+                }
+            }
+        } else {
+            Box::new(ws)
+        };
+        let registry = self.registry.load_full();
+        let accepted = server::accept(io, opts, |token| {
+            registry.authenticate(token).map(|c| SessionClient {
+                name: c.name.clone(),
+                hash: c.token_hash,
+            })
+        })
+        .await;
+        drop(registry);
+        match accepted {
+            Ok(session) => self.run(session, opts, client_addr).await,
+            Err(rejected) => {
+                // Past the upgrade there is no website to show: just close.
+                metrics::tunnel_rejected(reason_label(rejected.reason));
+                tracing::debug!(client = %client_addr, reason = ?rejected.reason, "tunnel: WebSocket without a client's hello");
+            }
+        }
+        None
+    }
+
+    /// Run an authenticated session until it ends or its client is cut.
+    async fn run<T>(
+        self: &Arc<Self>,
+        session: server::Authenticated<T, SessionClient>,
+        opts: &ServerOptions,
+        client_addr: SocketAddr,
+    ) where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let who = session.client().clone();
+        let (id, cut) = self.register(&who);
+        let _gone = Unregister { tunnel: self, id };
+        metrics::tunnel_session(self.sessions());
+        tracing::info!(client = %who.name, from = %client_addr, "tunnel session");
+        let me = self.clone();
+        let authorize = move |c: &SessionClient, req: &Request<'_>| me.authorize(c, req);
+        tokio::select! {
+            r = session.serve(opts, authorize, SystemConnector) => match r {
+                Ok(()) => tracing::info!(client = %who.name, "tunnel session ended"),
+                Err(e) => tracing::info!(client = %who.name, error = %e, "tunnel session ended"),
+            },
+            _ = cut.cancelled() => {}
+        }
+        drop(_gone);
         metrics::tunnel_session_gauge(self.sessions());
     }
 
@@ -468,6 +647,12 @@ fn reason_label(r: RejectReason) -> &'static str {
     }
 }
 
+/// Relay a plain-HTTP connection that nothing else takes to the fallback
+/// website.
+pub(crate) async fn relay_plain(stream: TcpStream, read: Vec<u8>, target: &HostPort) {
+    relay(stream, read, target).await
+}
+
 /// Relay a connection that is not a client to the fallback website: what
 /// was read first, then both directions until each side has finished
 /// (a half-close is passed on).
@@ -512,6 +697,31 @@ where
         Err(e) => {
             tracing::debug!(error = %e, "tunnel: fallback relay ended with an error");
         }
+    }
+}
+
+/// How far a ticket's time may be from the server's, either way.
+const TICKET_WINDOW_SECS: u32 = 120;
+/// How many tickets are remembered (replays refused); beyond this many
+/// within a window, new ones are refused until old ones expire.
+const TICKET_MEMORY: usize = 65_536;
+
+/// Read more of `io` into `buf` before `deadline`; false at end of stream
+/// or when the deadline passed.
+async fn read_more<T: AsyncRead + Unpin>(
+    io: &mut T,
+    buf: &mut Vec<u8>,
+    deadline: tokio::time::Instant,
+) -> io::Result<bool> {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 2048];
+    match tokio::time::timeout_at(deadline, io.read(&mut chunk)).await {
+        Ok(Ok(0)) | Err(_) => Ok(false),
+        Ok(Ok(n)) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(true)
+        }
+        Ok(Err(e)) => Err(e),
     }
 }
 

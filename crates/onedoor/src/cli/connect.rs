@@ -15,10 +15,14 @@ use onedoor_net::connect::config::ClientConfig;
 use onedoor_net::connect::forward::{
     is_loopback, listen_tcp, listen_udp, run_local_tcp, run_local_udp, run_remote, run_stdio,
 };
-use onedoor_net::connect::transport::{TlsClientOptions, TlsTransport};
+use onedoor_net::connect::transport::{
+    proxy_for, DoorMap, DoorOptions, DoorTransport, PathMemory, TlsClientOptions, TlsTransport,
+};
 use onedoor_net::connect::{socks5, Backoff, ConnectFailure, Dialer, FailureKind, Tunnel};
 use onedoor_net::tunnel::client::ClientOptions;
+use onedoor_proto::http_connect::ProxyUrl;
 use onedoor_proto::spec::{BindAddr, Forward, ForwardFlag, HostPort, Transport as Proto};
+use onedoor_proto::tunnel::paths::Choice;
 use onedoor_proto::tunnel::{parse_server, AccessKey, Fingerprint, Token};
 use tokio::task::JoinSet;
 
@@ -62,9 +66,25 @@ pub(crate) struct ConnectArgs {
     /// server's certificate must verify against the system roots.
     #[arg(long, value_name = "SHA256:...")]
     fingerprint: Option<String>,
-    /// How to reach the door.
-    #[arg(long, value_name = "NAME", default_value = "tls", value_parser = ["tls"])]
+    /// How to reach the door: tls (TLS straight to it), wss (WebSocket over
+    /// HTTPS: passes reverse proxies and TLS interception, in the inner
+    /// layer when the outer certificate is not the server's), ws (WebSocket
+    /// over plain HTTP, always in the inner layer), auto (tries them in
+    /// that order, remembers what worked, and says which it chose).
+    #[arg(long, value_name = "NAME", default_value = "tls", value_parser = ["auto", "tls", "wss", "ws"])]
     transport: String,
+    /// Reach the door through this HTTP CONNECT proxy (default: $HTTPS_PROXY
+    /// or $ALL_PROXY, unless $NO_PROXY names the server).
+    #[arg(long, value_name = "http://[user:pass@]host:port")]
+    proxy: Option<String>,
+    /// For ws and wss: the path in front of the ticket, when a reverse proxy
+    /// passes only a location to the server (e.g. /door).
+    #[arg(long, value_name = "PATH", default_value = "")]
+    ws_path: String,
+    /// For --transport auto: an `onedoor probe --json` map of this server's
+    /// doors; doors it found shut are not tried, open ones are.
+    #[arg(long, value_name = "FILE")]
+    map: Option<PathBuf>,
     /// The TLS server name to send and verify (default: the server's host).
     #[arg(long, value_name = "NAME")]
     sni: Option<String>,
@@ -124,6 +144,9 @@ struct Plan {
     token: Token,
     fingerprint: Option<Fingerprint>,
     sni: Option<String>,
+    choice: Choice,
+    proxy: Option<ProxyUrl>,
+    ws_path: String,
     forwards: Vec<Forward>,
 }
 
@@ -203,6 +226,22 @@ fn plan(args: &ConnectArgs) -> Result<Vec<Plan>, Exit> {
         ),
         None => None,
     };
+    let choice: Choice = args
+        .transport
+        .parse()
+        .map_err(|e: onedoor_proto::tunnel::paths::KindError| Exit::usage(e.to_string()))?;
+    let ws_path = args.ws_path.trim_end_matches('/').to_owned();
+    if !ws_path.is_empty() && !ws_path.starts_with('/') {
+        return Err(Exit::usage(format!(
+            "--ws-path {:?}: a path starts with /",
+            args.ws_path
+        )));
+    }
+    if args.map.is_some() && choice != Choice::Auto {
+        return Err(Exit::usage(
+            "--map feeds --transport auto; with one transport it has nothing to choose",
+        ));
+    }
     let over = match &args.server {
         Some(s) => Some(parse_server(s).map_err(|e| Exit::usage(format!("--server: {e}")))?),
         None => None,
@@ -232,11 +271,15 @@ fn plan(args: &ConnectArgs) -> Result<Vec<Plan>, Exit> {
             ));
         }
         if !forwards.is_empty() {
+            let server = over.clone().unwrap_or(server);
             plans.push(Plan {
-                server: over.clone().unwrap_or(server),
+                proxy: proxy_for(args.proxy.as_deref(), &server).map_err(Exit::usage)?,
+                server,
                 token,
                 fingerprint: pin.or(key_fp),
                 sni: args.sni.clone(),
+                choice,
+                ws_path: ws_path.clone(),
                 forwards: std::mem::take(&mut forwards),
             });
         }
@@ -260,13 +303,20 @@ fn plan(args: &ConnectArgs) -> Result<Vec<Plan>, Exit> {
                 .clone()
                 .or_else(|| s.key.as_ref().map(|k| k.server.clone()))
                 .ok_or_else(|| Exit::usage(format!("{}: no address", s.origin)))?;
+            let proxy = match s.proxy {
+                Some(p) => Some(p),
+                None => proxy_for(args.proxy.as_deref(), &server).map_err(Exit::usage)?,
+            };
             plans.push(Plan {
+                proxy,
                 server,
                 token,
                 fingerprint: s
                     .fingerprint
                     .or_else(|| s.key.as_ref().and_then(|k| k.fingerprint)),
                 sni: s.sni.clone(),
+                choice: s.transport.unwrap_or(choice),
+                ws_path: s.ws_path.clone().unwrap_or_else(|| ws_path.clone()),
                 forwards: s.forwards,
             });
         }
@@ -329,7 +379,7 @@ async fn start(plans: Vec<Plan>, args: &ConnectArgs) -> Result<(), Exit> {
     let mut tasks: JoinSet<Stopped> = JoinSet::new();
     let mut remote_first = Vec::new();
     for (p, bound) in plans.into_iter().zip(prepared) {
-        let transport = TlsTransport::client(TlsClientOptions {
+        let tls = TlsTransport::client(TlsClientOptions {
             fingerprint: p.fingerprint,
             sni: p.sni.clone(),
             timeout: args.connect_timeout,
@@ -337,6 +387,23 @@ async fn start(plans: Vec<Plan>, args: &ConnectArgs) -> Result<(), Exit> {
         if p.fingerprint.is_none() {
             tracing::info!(server = %p.server, "no pinned fingerprint: verifying the server's certificate against the system roots");
         }
+        let map = match &args.map {
+            Some(f) => Some(DoorMap::load(f, p.fingerprint).map_err(Exit::usage)?),
+            None => None,
+        };
+        if let Some(proxy) = &p.proxy {
+            tracing::info!(server = %p.server, "through the HTTP proxy {proxy}");
+        }
+        let transport = DoorTransport::new(
+            tls,
+            DoorOptions {
+                choice: p.choice,
+                proxy: p.proxy.clone(),
+                ws_path: p.ws_path.clone(),
+                map,
+                memory: PathMemory::usual(),
+            },
+        );
         let dialer = Dialer {
             transport,
             server: p.server.clone(),

@@ -144,6 +144,18 @@ impl LabDoor {
     /// reach the door through the firewall.
     pub(crate) fn start(lab: &Lab, dir: &Path, fallback: Option<SocketAddr>) -> LabDoor {
         let addr = lab.plan().internet_door(443);
+        LabDoor::start_with(lab, dir, fallback, &[addr.into()])
+    }
+
+    /// [`LabDoor::start`], listening on `listen` (inside the internet)
+    /// instead of door 443 alone; the access key still names door 443.
+    pub(crate) fn start_with(
+        lab: &Lab,
+        dir: &Path,
+        fallback: Option<SocketAddr>,
+        listen: &[SocketAddr],
+    ) -> LabDoor {
+        let addr = lab.plan().internet_door(443);
         let state = dir.join("state");
         let mut init = super::onedoor();
         init.arg("init")
@@ -159,14 +171,15 @@ impl LabDoor {
         );
         let key_file = dir.join("access-key");
         fs::write(&key_file, &key).unwrap();
-        let mut args = vec![
-            "serve".to_owned(),
-            "-l".to_owned(),
-            addr.to_string(),
+        let mut args = vec!["serve".to_owned()];
+        for l in listen {
+            args.extend(["-l".to_owned(), l.to_string()]);
+        }
+        args.extend([
             "--tunnel".to_owned(),
             "--state-dir".to_owned(),
             state.display().to_string(),
-        ];
+        ]);
         if let Some(f) = fallback {
             args.extend(["--fallback".to_owned(), f.to_string()]);
         }
@@ -181,7 +194,9 @@ impl LabDoor {
                 c.env("RUST_LOG", "info").env("NO_COLOR", "1");
             },
         );
-        wait_listening(lab, Role::House, &mut serve, addr.into());
+        for &l in listen {
+            wait_listening(lab, Role::Internet, &mut serve, l);
+        }
         LabDoor {
             serve,
             addr,
@@ -360,8 +375,82 @@ impl NsNginx {
         body: &str,
         dir: &Path,
     ) -> Result<NsNginx, String> {
+        let listen_lines: String = listen
+            .iter()
+            .map(|a| format!("    listen {a};\n"))
+            .collect();
+        let server = format!(
+            "{listen_lines}    location / {{ default_type text/plain; return 200 {body:?}; }}\n"
+        );
+        NsNginx::start_server(lab, role, listen, "nginx", &server, "", dir)
+    }
+
+    /// nginx terminating TLS on `listen` with its own self-signed
+    /// certificate (`CN=front.example`, made with openssl) and passing
+    /// everything, WebSocket upgrades included, to `upstream` over plain
+    /// HTTP — the reverse-proxy set-up of the README.
+    pub(crate) fn start_tls_front(
+        lab: &Lab,
+        role: Role,
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        dir: &Path,
+    ) -> Result<NsNginx, String> {
+        let openssl = which("openssl")?;
+        let d = dir.join("nginx-front");
+        fs::create_dir_all(&d).unwrap();
+        let (cert, key) = (d.join("front.crt"), d.join("front.key"));
+        let mut c = Command::new(openssl);
+        c.args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=front.example/O=Front Proxy Inc",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert);
+        let r = run_bounded(&mut c, Duration::from_secs(20));
+        if r.code() != Some(0) {
+            return Err(format!("openssl req: {}", r.stderr));
+        }
+        let http = "  map $http_upgrade $connection_upgrade { default upgrade; '' close; }\n";
+        let server = format!(
+            "    listen {listen} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n\
+             \x20   location / {{\n      proxy_pass http://{upstream};\n      proxy_http_version 1.1;\n\
+             \x20     proxy_set_header Upgrade $http_upgrade;\n\
+             \x20     proxy_set_header Connection $connection_upgrade;\n\
+             \x20     proxy_set_header Host $host;\n      proxy_read_timeout 1h;\n\
+             \x20     proxy_buffering off;\n    }}\n",
+            cert.display(),
+            key.display()
+        );
+        NsNginx::start_server(lab, role, &[listen], "nginx-front", &server, http, dir)
+    }
+
+    /// nginx with one `server { … }` made of `server` lines (and `http`
+    /// lines before it), named `name`, waiting until `listen` accepts.
+    fn start_server(
+        lab: &Lab,
+        role: Role,
+        listen: &[SocketAddr],
+        name: &str,
+        server: &str,
+        http: &str,
+        dir: &Path,
+    ) -> Result<NsNginx, String> {
         let nginx = which("nginx")?;
-        let d = dir.join("nginx");
+        let d = dir.join(name);
         fs::create_dir_all(d.join("tmp")).unwrap();
         let mut conf = String::new();
         conf.push_str("daemon off;\nmaster_process off;\nworker_processes 1;\n");
@@ -371,15 +460,10 @@ impl NsNginx {
         for t in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
             writeln!(conf, "  {t}_temp_path {};", d.join("tmp").join(t).display()).unwrap();
         }
+        conf.push_str(http);
         conf.push_str("  server {\n    server_name _;\n");
-        for a in listen {
-            writeln!(conf, "    listen {a};").unwrap();
-        }
-        writeln!(
-            conf,
-            "    location / {{ default_type text/plain; return 200 {body:?}; }}\n  }}\n}}"
-        )
-        .unwrap();
+        conf.push_str(server);
+        conf.push_str("  }\n}\n");
         let conf_path = d.join("nginx.conf");
         fs::write(&conf_path, conf).unwrap();
         let args = vec![
@@ -390,7 +474,7 @@ impl NsNginx {
             "-e".to_owned(),
             "stderr".to_owned(),
         ];
-        let mut proc = spawn_in(lab, role, "nginx", dir, &nginx, &args, |_| {});
+        let mut proc = spawn_in(lab, role, name, dir, &nginx, &args, |_| {});
         for &a in listen {
             wait_listening(lab, role, &mut proc, a);
         }

@@ -12,6 +12,11 @@
 //!   in that module's docs).
 //! - [`session`]: the session's own bytes: the client hello and server
 //!   reply around the HTTP/2 preface, capsules, stream paths.
+//! - [`ticket`]: the WebSocket door's tickets (how serve knows a `ws`/`wss`
+//!   request is ours) and their replay guard; [`upgrade`]: the WebSocket
+//!   opening handshake's bytes.
+//! - [`paths`]: which ways to the door `connect --transport auto` tries,
+//!   in which order.
 //!
 //! The main types are re-exported here.
 //!
@@ -20,8 +25,11 @@
 
 pub mod access_key;
 pub mod allow;
+pub mod paths;
 pub mod session;
+pub mod ticket;
 pub mod token;
+pub mod upgrade;
 
 pub use access_key::{
     parse_server, AccessKey, AccessKeyError, Fingerprint, FingerprintError, DEFAULT_PORT, SCHEME,

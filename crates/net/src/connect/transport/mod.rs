@@ -3,8 +3,9 @@
 //!
 //! The shape is rathole's: `connect` on the client; `bind`, `accept` and
 //! `handshake` on the server (so tests and a future server can use the same
-//! transport). `tls` is the only one so far; `ws`, `wss`, CONNECT proxies
-//! and `auto` slot in beside it without touching the session
+//! transport). [`TlsTransport`] is TLS straight to the door;
+//! [`DoorTransport`] (the client's) adds `wss`, `ws`, CONNECT proxies, the
+//! inner layer and `auto` on top of it, without touching the session
 //! ([`super::Tunnel`] is generic over the transport).
 
 use std::fmt;
@@ -17,9 +18,11 @@ use onedoor_proto::spec::HostPort;
 use onedoor_proto::tunnel::Fingerprint;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub mod door;
 pub mod tls;
 
-pub use tls::{cert_fingerprint, CertInfo, TlsClientOptions, TlsTransport};
+pub use door::{proxy_for, DoorMap, DoorOptions, DoorStream, DoorTransport, PathMemory};
+pub use tls::{cert_fingerprint, CertInfo, OuterSeen, TlsClientOptions, TlsTransport};
 
 /// A way to reach the door. The client only needs [`Transport::connect`];
 /// the server half (`bind`, `accept`, `handshake`) lets a listener speak
@@ -85,6 +88,10 @@ pub enum Answered {
     /// Something that does not speak TLS 1.3 as we asked (a captive
     /// portal, a plain-HTTP proxy, an old TLS stack).
     NotOurTls(String),
+    /// An HTTP server that did not take the WebSocket upgrade (a captive
+    /// portal, a website without onedoor, a reverse proxy that does not
+    /// pass upgrades).
+    NotOurWebSocket(String),
 }
 
 impl fmt::Display for Answered {
@@ -98,6 +105,9 @@ impl fmt::Display for Answered {
             }
             Answered::NotOurTls(why) => {
                 write!(f, "something that is not a TLS 1.3 server answered: {why}")
+            }
+            Answered::NotOurWebSocket(why) => {
+                write!(f, "a web server that is not ours answered: {why}")
             }
         }
     }
@@ -131,6 +141,9 @@ pub enum TransportError {
         /// What answered.
         answered: Answered,
     },
+    /// The HTTP CONNECT proxy did not open the door.
+    #[error(transparent)]
+    Proxy(Box<crate::connect::proxy::ProxyError>),
     /// The transport cannot be set up here (no system roots, bad name).
     #[error("{0}")]
     Setup(String),

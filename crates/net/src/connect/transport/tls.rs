@@ -162,14 +162,6 @@ impl TlsTransport {
     }
 
     async fn dial(&self, server: &HostPort) -> Result<TlsStream, TransportError> {
-        let name = self.client.sni.as_deref().unwrap_or(&server.host);
-        let name = ServerName::try_from(name.to_owned()).map_err(|_| {
-            TransportError::Setup(format!("{name:?} is not a valid TLS server name (--sni)"))
-        })?;
-        let seen = Arc::new(Mutex::new(None));
-        let cfg = self
-            .client_config(seen.clone())
-            .map_err(TransportError::Setup)?;
         let tcp = TcpStream::connect((server.host.as_str(), server.port))
             .await
             .map_err(|source| TransportError::Unreachable {
@@ -177,7 +169,26 @@ impl TlsTransport {
                 source,
             })?;
         let _ = tcp.set_nodelay(true);
-        match TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await {
+        self.handshake_over(server, tcp).await
+    }
+
+    /// The client's TLS handshake over `io` (a TCP connection, one through
+    /// a proxy, or a WebSocket for the inner layer), verifying the door as
+    /// the module docs say. Not bounded in time: the caller bounds it.
+    pub async fn handshake_over<S>(
+        &self,
+        server: &HostPort,
+        io: S,
+    ) -> Result<tokio_rustls::client::TlsStream<S>, TransportError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let name = self.server_name(server).map_err(TransportError::Setup)?;
+        let seen = Arc::new(Mutex::new(None));
+        let cfg = self
+            .client_config(seen.clone())
+            .map_err(TransportError::Setup)?;
+        match TlsConnector::from(Arc::new(cfg)).connect(name, io).await {
             Ok(s) => Ok(s),
             Err(e) => {
                 if let Some(answered) = seen.lock().ok().and_then(|mut s| s.take()) {
@@ -189,6 +200,172 @@ impl TlsTransport {
                 Err(classify(server, e))
             }
         }
+    }
+
+    /// The pinned fingerprint, if any.
+    pub fn pin(&self) -> Option<Fingerprint> {
+        self.client.fingerprint
+    }
+
+    /// How long connecting and the handshake may take.
+    pub fn timeout(&self) -> Duration {
+        self.client.timeout
+    }
+
+    /// The `Host` header for an HTTP request to `door`: the TLS name
+    /// (`--sni`, else the host), with the port unless it is 80 or 443.
+    pub fn host_header(&self, door: &HostPort) -> String {
+        let name = self.client.sni.as_deref().unwrap_or(&door.host);
+        let name = if name.contains(':') {
+            format!("[{name}]")
+        } else {
+            name.to_owned()
+        };
+        match door.port {
+            80 | 443 => name,
+            p => format!("{name}:{p}"),
+        }
+    }
+
+    /// The name sent as SNI and verified: `--sni`, else the server's host.
+    pub fn server_name(&self, server: &HostPort) -> Result<ServerName<'static>, String> {
+        let name = self.client.sni.as_deref().unwrap_or(&server.host);
+        ServerName::try_from(name.to_owned())
+            .map_err(|_| format!("{name:?} is not a valid TLS server name (--sni)"))
+    }
+
+    /// An *outer* TLS handshake over `io`, for `wss`: whatever certificate
+    /// answers is accepted (the handshake signature is still checked with
+    /// its key), and [`OuterSeen`] says whether it is the door's own —
+    /// the pinned key, or without a pin, a chain the system roots vouch
+    /// for. When it is not, the session must run in the inner layer.
+    /// Offers TLS 1.3 and 1.2 and ALPN `http/1.1`, as a browser opening a
+    /// WebSocket does.
+    pub async fn outer_over<S>(
+        &self,
+        server: &HostPort,
+        io: S,
+    ) -> Result<(tokio_rustls::client::TlsStream<S>, OuterSeen), TransportError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let name = self.server_name(server).map_err(TransportError::Setup)?;
+        let webpki = match self.client.fingerprint {
+            Some(_) => None,
+            None => Some(
+                WebPkiServerVerifier::builder_with_provider(
+                    self.roots().map_err(TransportError::Setup)?,
+                    self.provider.clone(),
+                )
+                .build()
+                .map_err(|e| TransportError::Setup(e.to_string()))?,
+            ),
+        };
+        let seen = Arc::new(Mutex::new(None));
+        let verifier = OuterVerifier {
+            pin: self.client.fingerprint,
+            webpki,
+            algs: self.provider.signature_verification_algorithms,
+            seen: seen.clone(),
+        };
+        let mut cfg = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| TransportError::Setup(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tls = TlsConnector::from(Arc::new(cfg))
+            .connect(name, io)
+            .await
+            .map_err(|e| classify(server, e))?;
+        let seen = seen
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .ok_or_else(|| TransportError::Setup("TLS ended without a certificate".into()))?;
+        Ok((tls, seen))
+    }
+}
+
+/// What the outer TLS of `wss` presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OuterSeen {
+    /// The certificate.
+    pub cert: CertInfo,
+    /// Is it the door's own (the pinned key, or a chain the system roots
+    /// vouch for when nothing is pinned)?
+    pub verified: bool,
+    /// Why not, in words (the pin, or the verifier's complaint).
+    pub why_not: Option<String>,
+}
+
+/// Accepts any certificate, noting whether it is the door's own.
+#[derive(Debug)]
+struct OuterVerifier {
+    pin: Option<Fingerprint>,
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+    algs: WebPkiSupportedAlgorithms,
+    seen: Arc<Mutex<Option<OuterSeen>>>,
+}
+
+impl ServerCertVerifier for OuterVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let cert = CertInfo::parse(end_entity);
+        let (verified, why_not) = match (self.pin, &self.webpki) {
+            (Some(pin), _) if cert.fingerprint == Some(pin) => (true, None),
+            (Some(pin), _) => (false, Some(format!("the pinned fingerprint is {pin}"))),
+            (None, Some(w)) => {
+                match w.verify_server_cert(
+                    end_entity,
+                    intermediates,
+                    server_name,
+                    ocsp_response,
+                    now,
+                ) {
+                    Ok(_) => (true, None),
+                    Err(e) => (false, Some(e.to_string())),
+                }
+            }
+            (None, None) => (false, Some("nothing to verify it with".into())),
+        };
+        if let Ok(mut s) = self.seen.lock() {
+            *s = Some(OuterSeen {
+                cert,
+                verified,
+                why_not,
+            });
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
     }
 }
 

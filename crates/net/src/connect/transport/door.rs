@@ -1,0 +1,606 @@
+//! Every way to the door (SPEC §4 "Transports", issue 6): `tls`, `wss` and
+//! `ws`, each straight or through an HTTP CONNECT proxy, and `auto`, which
+//! walks them in the order [`onedoor_proto::tunnel::paths::plan`] gives.
+//!
+//! # What is verified, and the inner layer
+//!
+//! The session's secrets (the token first) travel only inside a TLS whose
+//! server key the client has verified against the pin (or, with no pin,
+//! against the system roots):
+//!
+//! - `tls`: that TLS is the connection's own — one layer.
+//! - `wss`: the outer TLS is whatever answers at the door. If it is the
+//!   door's own key, the session runs in it (one layer). If not — a
+//!   reverse proxy's certificate, a CDN's, a TLS-inspecting middlebox's —
+//!   the WebSocket carries a second TLS, pinned like `tls` (the *inner
+//!   layer*), and the session runs in that. What answered outside is named.
+//! - `ws`: plain HTTP outside, always the inner layer.
+//!
+//! The WebSocket request's path is a *ticket* (a MAC under a key derived
+//! from the server's fingerprint, with a nonce, the time and whether the
+//! inner layer follows): serve takes only a fresh ticket as its own, so a
+//! scanner's upgrade gets the fallback website's answer. The ticket says
+//! nothing secret; the token never leaves the verified TLS.
+//!
+//! A failure to reach one way is logged and the next is tried (`auto`); a
+//! TCP connect that fails rules out the other ways on the same door
+//! (without a proxy, they would fail the same way).
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use onedoor_proto::http_connect::ProxyUrl;
+use onedoor_proto::spec::HostPort;
+use onedoor_proto::tunnel::paths::{self, Attempt, Choice, DoorSays, Kind, Way};
+use onedoor_proto::tunnel::ticket::{request_path, Ticket, TicketKey};
+use onedoor_proto::tunnel::Fingerprint;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::{cert_fingerprint, Answered, TlsTransport, Transport, TransportError};
+use crate::connect::proxy;
+
+/// A byte stream of any kind (TCP, TLS, a WebSocket, TLS in a WebSocket).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A connection to the door, whichever way it went, with the verified
+/// server key.
+pub struct DoorStream {
+    io: Box<dyn Io>,
+    key: Option<Fingerprint>,
+    /// The way it went.
+    pub way: Way,
+    /// Did the session need the inner layer?
+    pub inner: bool,
+}
+
+impl std::fmt::Debug for DoorStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DoorStream")
+            .field("way", &self.way)
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncRead for DoorStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for DoorStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// What a probe map (`onedoor probe --json`) says of the server's doors.
+#[derive(Debug, Clone, Default)]
+pub struct DoorMap {
+    /// Per TCP door, what the map found.
+    says: std::collections::BTreeMap<u16, DoorSays>,
+}
+
+impl DoorMap {
+    /// Read `onedoor probe --json` output. The map must be of the same
+    /// server key as `pin` when both are known.
+    pub fn load(path: &Path, pin: Option<Fingerprint>) -> Result<DoorMap, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("the probe map {}: {e}", path.display()))?;
+        DoorMap::parse(&text, pin).map_err(|e| format!("the probe map {}: {e}", path.display()))
+    }
+
+    /// Parse `onedoor probe --json` output.
+    pub fn parse(text: &str, pin: Option<Fingerprint>) -> Result<DoorMap, String> {
+        use onedoor_proto::probe::classify::State;
+        use onedoor_proto::report::json::{from_json, ProbeJson};
+        let j: ProbeJson =
+            serde_json::from_str(text).map_err(|e| format!("not a probe --json map ({e})"))?;
+        let report = from_json(&j).map_err(|e| e.to_string())?;
+        if let Some(pin) = pin {
+            if pin.digest() != &report.fingerprint {
+                return Err(format!(
+                    "it maps another server (fingerprint {}, the pin is {pin})",
+                    Fingerprint::from_digest(report.fingerprint)
+                ));
+            }
+        }
+        let mut says = std::collections::BTreeMap::new();
+        for (&port, st) in &report.tcp.states {
+            let s = match st.state() {
+                State::Open => DoorSays::Open,
+                State::Intercepted => DoorSays::Intercepted,
+                State::Rejected | State::Filtered => DoorSays::Shut,
+                State::OutOnly | State::NoReply => DoorSays::Unknown,
+            };
+            says.insert(port, s);
+        }
+        Ok(DoorMap { says })
+    }
+
+    /// What the map says of TCP door `port`.
+    pub fn says(&self, port: u16) -> DoorSays {
+        self.says.get(&port).copied().unwrap_or(DoorSays::Unknown)
+    }
+
+    /// The doors the map found open.
+    pub fn open(&self) -> Vec<u16> {
+        self.says
+            .iter()
+            .filter(|(_, s)| **s == DoorSays::Open)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+}
+
+/// Where `auto` remembers, per server, the way that worked:
+/// `$ONEDOOR_PATHS`, else `$XDG_STATE_HOME/onedoor/paths.toml`, else
+/// `~/.local/state/onedoor/paths.toml`. A TOML table of
+/// `"SHA256:…@host:port" = "wss:443"`.
+#[derive(Debug, Clone)]
+pub struct PathMemory {
+    file: PathBuf,
+}
+
+impl PathMemory {
+    /// The memory at its usual place, if a home can be found.
+    pub fn usual() -> Option<PathMemory> {
+        if let Some(p) = std::env::var_os("ONEDOOR_PATHS").filter(|p| !p.is_empty()) {
+            return Some(PathMemory { file: p.into() });
+        }
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|p| !p.is_empty())
+                    .map(|h| PathBuf::from(h).join(".local/state"))
+            })?;
+        Some(PathMemory {
+            file: base.join("onedoor/paths.toml"),
+        })
+    }
+
+    /// A memory in `file`.
+    pub fn at(file: PathBuf) -> PathMemory {
+        PathMemory { file }
+    }
+
+    fn read(&self) -> std::collections::BTreeMap<String, String> {
+        std::fs::read_to_string(&self.file)
+            .ok()
+            .and_then(|t| toml::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    /// What worked last time for `who`.
+    pub fn recall(&self, who: &str) -> Option<Way> {
+        self.read().get(who).and_then(|w| w.parse().ok())
+    }
+
+    /// Remember `way` for `who` (best effort: a read-only home only costs
+    /// the memory).
+    pub fn remember(&self, who: &str, way: Way) {
+        let mut all = self.read();
+        if all.get(who).map(String::as_str) == Some(way.key().as_str()) {
+            return;
+        }
+        all.insert(who.to_owned(), way.key());
+        let Ok(text) = toml::to_string(&all) else {
+            return;
+        };
+        if let Some(dir) = self.file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let tmp = self.file.with_extension("toml.tmp");
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, &self.file);
+        }
+    }
+}
+
+/// How [`DoorTransport`] goes.
+#[derive(Debug, Clone)]
+pub struct DoorOptions {
+    /// `--transport`.
+    pub choice: Choice,
+    /// `--proxy` (or the environment's): every way goes through it.
+    pub proxy: Option<ProxyUrl>,
+    /// The path in front of the ticket (a reverse proxy's `location`).
+    pub ws_path: String,
+    /// A probe map for `auto`.
+    pub map: Option<DoorMap>,
+    /// Where `auto` remembers what worked.
+    pub memory: Option<PathMemory>,
+}
+
+impl Default for DoorOptions {
+    fn default() -> Self {
+        DoorOptions {
+            choice: Choice::Only(Kind::Tls),
+            proxy: None,
+            ws_path: String::new(),
+            map: None,
+            memory: None,
+        }
+    }
+}
+
+/// The client's transport: one way, or `auto`.
+#[derive(Debug)]
+pub struct DoorTransport {
+    tls: TlsTransport,
+    opts: DoorOptions,
+    /// The way of the last connection that worked.
+    last: Mutex<Option<Way>>,
+}
+
+impl DoorTransport {
+    /// A transport verifying the door with `tls`'s settings.
+    pub fn new(tls: TlsTransport, opts: DoorOptions) -> DoorTransport {
+        DoorTransport {
+            tls,
+            opts,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The way of the last connection that worked.
+    pub fn last_way(&self) -> Option<Way> {
+        *self.last.lock().expect("last lock")
+    }
+
+    /// The key under which `auto` remembers `server`.
+    fn memory_key(&self, server: &HostPort) -> String {
+        match self.tls.pin() {
+            Some(fp) => format!("{fp}@{server}"),
+            None => server.to_string(),
+        }
+    }
+
+    /// The ways to try, in order.
+    fn attempts(&self, server: &HostPort) -> Vec<Attempt> {
+        match self.opts.choice {
+            Choice::Only(kind) => vec![Attempt {
+                way: Way {
+                    kind,
+                    port: server.port,
+                },
+                why: "it was asked for",
+            }],
+            Choice::Auto => {
+                // Prefer what worked in this process (a reconnect), then
+                // what the memory says.
+                let remembered = self.last_way().or_else(|| {
+                    self.opts
+                        .memory
+                        .as_ref()
+                        .and_then(|m| m.recall(&self.memory_key(server)))
+                });
+                let map = self.opts.map.as_ref();
+                let says = |p: u16| map.map_or(DoorSays::Unknown, |m| m.says(p));
+                let open = map.map(DoorMap::open).unwrap_or_default();
+                paths::plan(
+                    server.port,
+                    remembered,
+                    map.map(|_| &says as &dyn Fn(u16) -> DoorSays),
+                    &open,
+                )
+            }
+        }
+    }
+
+    /// TCP to `door`, straight or through the proxy.
+    async fn tcp(&self, door: &HostPort) -> Result<TcpStream, TransportError> {
+        match &self.opts.proxy {
+            Some(p) => proxy::through(p, door, self.tls.timeout())
+                .await
+                .map_err(|e| TransportError::Proxy(Box::new(e))),
+            None => {
+                let tcp = TcpStream::connect((door.host.as_str(), door.port))
+                    .await
+                    .map_err(|source| TransportError::Unreachable {
+                        server: door.clone(),
+                        source,
+                    })?;
+                let _ = tcp.set_nodelay(true);
+                Ok(tcp)
+            }
+        }
+    }
+
+    /// One way, bounded by the connect timeout.
+    async fn open(&self, server: &HostPort, way: Way) -> Result<DoorStream, TransportError> {
+        let door = HostPort::new(&server.host, way.port);
+        let after = self.tls.timeout();
+        match tokio::time::timeout(after, self.open_unbounded(&door, way)).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::Timeout {
+                server: door,
+                after,
+            }),
+        }
+    }
+
+    async fn open_unbounded(
+        &self,
+        door: &HostPort,
+        way: Way,
+    ) -> Result<DoorStream, TransportError> {
+        let tcp = self.tcp(door).await?;
+        match way.kind {
+            Kind::Tls => {
+                let tls = self.tls.handshake_over(door, tcp).await?;
+                let key = TlsTransport::server_key(&tls);
+                Ok(DoorStream {
+                    io: Box::new(tls),
+                    key,
+                    way,
+                    inner: false,
+                })
+            }
+            Kind::Wss => {
+                let (outer, seen) = self.tls.outer_over(door, tcp).await?;
+                if seen.verified {
+                    let key = match self.tls.pin() {
+                        Some(p) => Some(p),
+                        None => seen.cert.fingerprint,
+                    };
+                    let ticket_key = key.ok_or_else(|| {
+                        TransportError::Setup("the server's certificate has no readable key".into())
+                    })?;
+                    let ws = self.websocket(door, outer, &ticket_key, false).await?;
+                    return Ok(DoorStream {
+                        io: Box::new(ws),
+                        key,
+                        way,
+                        inner: false,
+                    });
+                }
+                tracing::info!(
+                    "door {}: the outer TLS is {}{}; the session runs in the inner layer, pinned to the server's key",
+                    door.port,
+                    seen.cert,
+                    seen.why_not.map(|w| format!(" ({w})")).unwrap_or_default()
+                );
+                self.inner(door, outer, way).await
+            }
+            Kind::Ws => self.inner(door, tcp, way).await,
+        }
+    }
+
+    /// A WebSocket over `io` whose ticket says the inner layer follows,
+    /// and the pinned TLS inside it.
+    async fn inner<S: Io + 'static>(
+        &self,
+        door: &HostPort,
+        io: S,
+        way: Way,
+    ) -> Result<DoorStream, TransportError> {
+        let pin = self.tls.pin().ok_or_else(|| {
+            TransportError::Setup(format!(
+                "{} needs the server's fingerprint pinned (the access key's fp=, or --fingerprint): \
+                 without it nothing can be verified through an outer layer that is not the server's",
+                way.kind
+            ))
+        })?;
+        let ws = self.websocket(door, io, &pin, true).await?;
+        let tls = self.tls.handshake_over(door, ws).await?;
+        let key = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|c| cert_fingerprint(c));
+        Ok(DoorStream {
+            io: Box::new(tls),
+            key,
+            way,
+            inner: true,
+        })
+    }
+
+    /// The WebSocket opening handshake, with a fresh ticket for `key`.
+    async fn websocket<S: Io + 'static>(
+        &self,
+        door: &HostPort,
+        io: S,
+        key: &Fingerprint,
+        inner: bool,
+    ) -> Result<crate::ws::WsIo<S>, TransportError> {
+        let mut nonce = [0u8; 11];
+        getrandom::fill(&mut nonce)
+            .map_err(|e| TransportError::Setup(format!("no randomness: {e}")))?;
+        let unix_secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(0);
+        let ticket = TicketKey::for_key(key.digest()).issue(&Ticket {
+            nonce,
+            unix_secs,
+            inner,
+        });
+        let path = request_path(&self.opts.ws_path, &ticket);
+        let name = self.tls.host_header(door);
+        crate::ws::client(io, &name, &path)
+            .await
+            .map_err(|e| ws_refused(door, e))
+    }
+}
+
+/// A WebSocket handshake that failed: I/O trouble is "unreachable"; an
+/// HTTP answer that is not the upgrade means something else answered.
+fn ws_refused(door: &HostPort, e: crate::ws::WsError) -> TransportError {
+    match e {
+        crate::ws::WsError::Io(source) => TransportError::Unreachable {
+            server: door.clone(),
+            source,
+        },
+        other => TransportError::Intercepted {
+            server: door.clone(),
+            answered: Answered::NotOurWebSocket(other.to_string()),
+        },
+    }
+}
+
+impl Transport for DoorTransport {
+    type Stream = DoorStream;
+    type Acceptor = ();
+    type Raw = ();
+    type ServerStream = DoorStream;
+
+    fn name(&self) -> &'static str {
+        match self.opts.choice {
+            Choice::Auto => "auto",
+            Choice::Only(k) => k.as_str(),
+        }
+    }
+
+    fn server_key(stream: &DoorStream) -> Option<Fingerprint> {
+        stream.key
+    }
+
+    async fn connect(&self, server: &HostPort) -> Result<DoorStream, TransportError> {
+        let attempts = self.attempts(server);
+        let many = attempts.len() > 1;
+        let mut dead_doors: Vec<u16> = Vec::new();
+        let mut first_error: Option<TransportError> = None;
+        let mut last_error: Option<TransportError> = None;
+        for a in &attempts {
+            if dead_doors.contains(&a.way.port) {
+                continue;
+            }
+            match self.open(server, a.way).await {
+                Ok(s) => {
+                    let was = self.last.lock().expect("last lock").replace(a.way);
+                    if many && was != Some(a.way) {
+                        tracing::info!(
+                            "auto: {}{} ({}){}",
+                            a.way,
+                            self.opts
+                                .proxy
+                                .as_ref()
+                                .map(|p| format!(" through the proxy {p}"))
+                                .unwrap_or_default(),
+                            a.why,
+                            if s.inner {
+                                "; inside the inner layer"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                    if let (Choice::Auto, Some(m)) = (self.opts.choice, &self.opts.memory) {
+                        m.remember(&self.memory_key(server), a.way);
+                    }
+                    return Ok(s);
+                }
+                Err(e) => {
+                    if many {
+                        tracing::warn!("auto: {} did not work: {e}", a.way);
+                    }
+                    let tcp_failed = matches!(
+                        e,
+                        TransportError::Unreachable { .. } | TransportError::Timeout { .. }
+                    ) && self.opts.proxy.is_none();
+                    if tcp_failed {
+                        dead_doors.push(a.way.port);
+                    }
+                    if matches!(e, TransportError::Setup(_)) && !many {
+                        return Err(e);
+                    }
+                    if first_error.is_none()
+                        && !matches!(
+                            e,
+                            TransportError::Unreachable { .. } | TransportError::Timeout { .. }
+                        )
+                    {
+                        first_error = Some(e);
+                    } else {
+                        last_error = Some(e);
+                    }
+                }
+            }
+        }
+        Err(first_error.or(last_error).unwrap_or_else(|| {
+            TransportError::Setup(format!(
+                "no way to try to {server}: the probe map says every door is shut"
+            ))
+        }))
+    }
+
+    async fn bind(&self, _addr: SocketAddr) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the door transport is a client",
+        ))
+    }
+
+    async fn accept(&self, _acceptor: &()) -> io::Result<((), SocketAddr)> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the door transport is a client",
+        ))
+    }
+
+    async fn handshake(&self, _raw: ()) -> io::Result<DoorStream> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the door transport is a client",
+        ))
+    }
+}
+
+/// The proxy for `server`: `--proxy` when given, else the environment's
+/// (`HTTPS_PROXY`, `ALL_PROXY`, with `NO_PROXY`), else none.
+pub fn proxy_for(flag: Option<&str>, server: &HostPort) -> Result<Option<ProxyUrl>, String> {
+    if let Some(f) = flag {
+        return ProxyUrl::parse(f)
+            .map(Some)
+            .map_err(|e| format!("--proxy: {e}"));
+    }
+    match onedoor_proto::http_connect::proxy_from_env(&server.host, server.port, |k| {
+        std::env::var(k).ok()
+    }) {
+        None => Ok(None),
+        Some(Ok(p)) => Ok(Some(p)),
+        Some(Err(e)) => Err(format!(
+            "the proxy in the environment (HTTPS_PROXY/ALL_PROXY): {e}"
+        )),
+    }
+}
