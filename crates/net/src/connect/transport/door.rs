@@ -392,8 +392,10 @@ impl DoorTransport {
                         inner: false,
                     });
                 }
-                tracing::info!(
-                    "door {}: the outer TLS is {}{}; the session runs in the inner layer, pinned to the server's key",
+                tracing::warn!(
+                    "door {} is intercepted or behind a reverse proxy: {}{}; \
+                     carrying on through the inner layer, pinned to the server's key \
+                     (what is in between sees only ciphertext)",
                     door.port,
                     seen.cert,
                     seen.why_not.map(|w| format!(" ({w})")).unwrap_or_default()
@@ -602,5 +604,85 @@ pub fn proxy_for(flag: Option<&str>, server: &HostPort) -> Result<Option<ProxyUr
         Some(Err(e)) => Err(format!(
             "the proxy in the environment (HTTPS_PROXY/ALL_PROXY): {e}"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onedoor_proto::probe::{PortSet, PortState, Refusal};
+    use onedoor_proto::report::{json, Doors, Report, Settings};
+    use std::time::Duration;
+
+    fn map_json(fp: [u8; 32]) -> String {
+        let mut tcp = Doors::new(PortSet::parse("22,80,443,8443").unwrap());
+        tcp.set(443, PortState::Open);
+        tcp.set(80, PortState::Rejected(Refusal::Refused));
+        tcp.set(22, PortState::Filtered { tries: 2 });
+        tcp.set(8443, PortState::Open);
+        let report = Report {
+            server: "door.example".into(),
+            address: None,
+            fingerprint: fp,
+            started: SystemTime::UNIX_EPOCH,
+            duration: Duration::from_secs(1),
+            settings: Settings {
+                timeout: Duration::from_millis(1500),
+                concurrency: 512,
+                rate_per_second: 2000,
+            },
+            tcp,
+            udp: Doors::default(),
+        };
+        json::to_string(&report)
+    }
+
+    #[test]
+    fn a_probe_map_says_which_doors_are_shut_and_open() {
+        let fp = Fingerprint::from_digest([7; 32]);
+        let m = DoorMap::parse(&map_json([7; 32]), Some(fp)).unwrap();
+        assert_eq!(m.says(443), DoorSays::Open);
+        assert_eq!(m.says(80), DoorSays::Shut);
+        assert_eq!(m.says(22), DoorSays::Shut);
+        assert_eq!(m.says(9), DoorSays::Unknown);
+        assert_eq!(m.open(), vec![443, 8443]);
+        let e = DoorMap::parse(&map_json([8; 32]), Some(fp)).unwrap_err();
+        assert!(e.contains("another server"), "{e}");
+        assert!(DoorMap::parse("{}", None)
+            .unwrap_err()
+            .contains("probe --json"));
+    }
+
+    #[test]
+    fn auto_walks_the_map_and_what_worked() {
+        let dir = std::env::temp_dir().join(format!("onedoor-paths-{}", std::process::id()));
+        let memory = PathMemory::at(dir.join("paths.toml"));
+        let fp = Fingerprint::from_digest([7; 32]);
+        let tls = TlsTransport::client(super::super::TlsClientOptions {
+            fingerprint: Some(fp),
+            ..Default::default()
+        });
+        let t = DoorTransport::new(
+            tls,
+            DoorOptions {
+                choice: Choice::Auto,
+                map: Some(DoorMap::parse(&map_json([7; 32]), Some(fp)).unwrap()),
+                memory: Some(memory.clone()),
+                ..Default::default()
+            },
+        );
+        let server = HostPort::new("door.example", 443);
+        let ways = |t: &DoorTransport| -> Vec<String> {
+            t.attempts(&server).iter().map(|a| a.way.key()).collect()
+        };
+        assert_eq!(
+            ways(&t),
+            ["tls:443", "wss:443", "ws:443", "tls:8443", "wss:8443", "ws:8443"]
+        );
+        memory.remember(&t.memory_key(&server), "wss:8443".parse().unwrap());
+        assert_eq!(ways(&t)[0], "wss:8443");
+        // Another server's memory is its own.
+        assert_eq!(memory.recall("SHA256:x@other:443"), None);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
