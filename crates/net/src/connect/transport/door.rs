@@ -331,16 +331,7 @@ impl DoorTransport {
             Some(p) => proxy::through(p, door, self.tls.timeout())
                 .await
                 .map_err(|e| TransportError::Proxy(Box::new(e))),
-            None => {
-                let tcp = TcpStream::connect((door.host.as_str(), door.port))
-                    .await
-                    .map_err(|source| TransportError::Unreachable {
-                        server: door.clone(),
-                        source,
-                    })?;
-                let _ = tcp.set_nodelay(true);
-                Ok(tcp)
-            }
+            None => super::tcp_to(door).await,
         }
     }
 

@@ -68,6 +68,19 @@ pub trait Transport: Send + Sync + 'static {
     fn server_key(stream: &Self::Stream) -> Option<Fingerprint>;
 }
 
+/// A TCP connection straight to `door` (NODELAY on), failures as
+/// [`TransportError::Unreachable`].
+pub(crate) async fn tcp_to(door: &HostPort) -> Result<tokio::net::TcpStream, TransportError> {
+    let tcp = tokio::net::TcpStream::connect((door.host.as_str(), door.port))
+        .await
+        .map_err(|source| TransportError::Unreachable {
+            server: door.clone(),
+            source,
+        })?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
 /// What answered at the door instead of our server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answered {

@@ -136,7 +136,11 @@ impl TlsTransport {
             .clone()
     }
 
-    fn client_config(&self, seen: Arc<Mutex<Option<Answered>>>) -> Result<ClientConfig, String> {
+    /// A client configuration whose verifier acts on `mode`: `tls` and
+    /// the inner layer refuse what is not the door (TLS 1.3 only, ALPN as a
+    /// browser's), the outer TLS of `wss` observes (TLS 1.3 and 1.2, ALPN
+    /// `http/1.1` as a browser opening a WebSocket).
+    fn client_config(&self, mode: Mode) -> Result<ClientConfig, String> {
         let webpki = match self.client.fingerprint {
             Some(_) => None,
             None => Some(
@@ -145,30 +149,34 @@ impl TlsTransport {
                     .map_err(|e| e.to_string())?,
             ),
         };
+        let (versions, alpn): (&[_], Vec<Vec<u8>>) = match mode {
+            Mode::Refuse(_) => (
+                &[&rustls::version::TLS13],
+                CLIENT_ALPN.iter().map(|a| a.to_vec()).collect(),
+            ),
+            Mode::Observe(_) => (
+                &[&rustls::version::TLS13, &rustls::version::TLS12],
+                vec![b"http/1.1".to_vec()],
+            ),
+        };
         let verifier = DoorVerifier {
             pin: self.client.fingerprint,
             webpki,
             algs: self.provider.signature_verification_algorithms,
-            seen,
+            mode,
         };
         let mut cfg = ClientConfig::builder_with_provider(self.provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])
+            .with_protocol_versions(versions)
             .map_err(|e| e.to_string())?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_no_client_auth();
-        cfg.alpn_protocols = CLIENT_ALPN.iter().map(|a| a.to_vec()).collect();
+        cfg.alpn_protocols = alpn;
         Ok(cfg)
     }
 
     async fn dial(&self, server: &HostPort) -> Result<TlsStream, TransportError> {
-        let tcp = TcpStream::connect((server.host.as_str(), server.port))
-            .await
-            .map_err(|source| TransportError::Unreachable {
-                server: server.clone(),
-                source,
-            })?;
-        let _ = tcp.set_nodelay(true);
+        let tcp = super::tcp_to(server).await?;
         self.handshake_over(server, tcp).await
     }
 
@@ -186,7 +194,7 @@ impl TlsTransport {
         let name = self.server_name(server).map_err(TransportError::Setup)?;
         let seen = Arc::new(Mutex::new(None));
         let cfg = self
-            .client_config(seen.clone())
+            .client_config(Mode::Refuse(seen.clone()))
             .map_err(TransportError::Setup)?;
         match TlsConnector::from(Arc::new(cfg)).connect(name, io).await {
             Ok(s) => Ok(s),
@@ -250,31 +258,10 @@ impl TlsTransport {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
         let name = self.server_name(server).map_err(TransportError::Setup)?;
-        let webpki = match self.client.fingerprint {
-            Some(_) => None,
-            None => Some(
-                WebPkiServerVerifier::builder_with_provider(
-                    self.roots().map_err(TransportError::Setup)?,
-                    self.provider.clone(),
-                )
-                .build()
-                .map_err(|e| TransportError::Setup(e.to_string()))?,
-            ),
-        };
         let seen = Arc::new(Mutex::new(None));
-        let verifier = OuterVerifier {
-            pin: self.client.fingerprint,
-            webpki,
-            algs: self.provider.signature_verification_algorithms,
-            seen: seen.clone(),
-        };
-        let mut cfg = ClientConfig::builder_with_provider(self.provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| TransportError::Setup(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let cfg = self
+            .client_config(Mode::Observe(seen.clone()))
+            .map_err(TransportError::Setup)?;
         let tls = TlsConnector::from(Arc::new(cfg))
             .connect(name, io)
             .await
@@ -298,75 +285,6 @@ pub struct OuterSeen {
     pub verified: bool,
     /// Why not, in words (the pin, or the verifier's complaint).
     pub why_not: Option<String>,
-}
-
-/// Accepts any certificate, noting whether it is the door's own.
-#[derive(Debug)]
-struct OuterVerifier {
-    pin: Option<Fingerprint>,
-    webpki: Option<Arc<WebPkiServerVerifier>>,
-    algs: WebPkiSupportedAlgorithms,
-    seen: Arc<Mutex<Option<OuterSeen>>>,
-}
-
-impl ServerCertVerifier for OuterVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = CertInfo::parse(end_entity);
-        let (verified, why_not) = match (self.pin, &self.webpki) {
-            (Some(pin), _) if cert.fingerprint == Some(pin) => (true, None),
-            (Some(pin), _) => (false, Some(format!("the pinned fingerprint is {pin}"))),
-            (None, Some(w)) => {
-                match w.verify_server_cert(
-                    end_entity,
-                    intermediates,
-                    server_name,
-                    ocsp_response,
-                    now,
-                ) {
-                    Ok(_) => (true, None),
-                    Err(e) => (false, Some(e.to_string())),
-                }
-            }
-            (None, None) => (false, Some("nothing to verify it with".into())),
-        };
-        if let Ok(mut s) = self.seen.lock() {
-            *s = Some(OuterSeen {
-                cert,
-                verified,
-                why_not,
-            });
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
 }
 
 /// The client's TLS stream.
@@ -441,21 +359,30 @@ impl Transport for TlsTransport {
     }
 }
 
-/// Decides whether the door's certificate is our server's, and remembers
-/// what answered when it is not.
+/// What the verifier does with a certificate that is not the door's own.
+#[derive(Debug)]
+enum Mode {
+    /// Refuse it, remembering what answered (`tls`, the inner layer).
+    Refuse(Arc<Mutex<Option<Answered>>>),
+    /// Accept it, remembering what it was (the outer TLS of `wss`; the
+    /// inner layer will verify the server).
+    Observe(Arc<Mutex<Option<OuterSeen>>>),
+}
+
+/// Decides whether the door's certificate is our server's: the pinned key,
+/// or without a pin a chain the system roots vouch for. The handshake
+/// signature is always checked with the presented certificate's key.
 #[derive(Debug)]
 struct DoorVerifier {
     pin: Option<Fingerprint>,
     webpki: Option<Arc<WebPkiServerVerifier>>,
     algs: WebPkiSupportedAlgorithms,
-    seen: Arc<Mutex<Option<Answered>>>,
+    mode: Mode,
 }
 
-impl DoorVerifier {
-    fn refuse(&self, answered: Answered) {
-        if let Ok(mut s) = self.seen.lock() {
-            *s = Some(answered);
-        }
+fn remember<T>(slot: &Mutex<Option<T>>, value: T) {
+    if let Ok(mut s) = slot.lock() {
+        *s = Some(value);
     }
 }
 
@@ -469,41 +396,61 @@ impl ServerCertVerifier for DoorVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let cert = CertInfo::parse(end_entity);
-        if let Some(pin) = self.pin {
-            if cert.fingerprint == Some(pin) {
-                return Ok(ServerCertVerified::assertion());
-            }
-            self.refuse(Answered::WrongKey {
-                cert,
+        let refusal = match (self.pin, &self.webpki) {
+            (Some(pin), _) if cert.fingerprint == Some(pin) => None,
+            (Some(pin), _) => Some(Answered::WrongKey {
+                cert: cert.clone(),
                 expected: pin,
-            });
-            return Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ));
-        }
-        let Some(webpki) = &self.webpki else {
-            return Err(rustls::Error::General("no way to verify the server".into()));
-        };
-        webpki
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-            .inspect_err(|e| {
-                self.refuse(Answered::Untrusted {
-                    cert,
+            }),
+            (None, Some(w)) => w
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+                .err()
+                .map(|e| Answered::Untrusted {
+                    cert: cert.clone(),
                     why: e.to_string(),
-                })
-            })
+                }),
+            (None, None) => Some(Answered::Untrusted {
+                cert: cert.clone(),
+                why: "nothing to verify it with".into(),
+            }),
+        };
+        match (&self.mode, refusal) {
+            (Mode::Refuse(_), None) => Ok(ServerCertVerified::assertion()),
+            (Mode::Refuse(seen), Some(answered)) => {
+                remember(seen, answered);
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::ApplicationVerificationFailure,
+                ))
+            }
+            (Mode::Observe(seen), refusal) => {
+                let why_not = refusal.map(|r| match r {
+                    Answered::WrongKey { expected, .. } => {
+                        format!("the pinned fingerprint is {expected}")
+                    }
+                    Answered::Untrusted { why, .. } => why,
+                    other => other.to_string(),
+                });
+                remember(
+                    seen,
+                    OuterSeen {
+                        cert,
+                        verified: why_not.is_none(),
+                        why_not,
+                    },
+                );
+                Ok(ServerCertVerified::assertion())
+            }
+        }
     }
 
     fn verify_tls12_signature(
         &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // Only TLS 1.3 is offered.
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        // Offered only for the outer TLS of `wss`.
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
     }
 
     fn verify_tls13_signature(
