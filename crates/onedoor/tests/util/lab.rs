@@ -2,7 +2,9 @@
 //! test (skipped without root and namespaces, required under
 //! `ONEDOOR_E2E=require`), checks and commands run inside a namespace, and
 //! real peers started inside the internet namespace — `onedoor serve
-//! --tunnel` on door 443, OpenSSH's sshd, nginx, iperf3, a UDP echo.
+//! --tunnel` on door 443, OpenSSH's sshd, nginx (also as a TLS-terminating
+//! front), iperf3, a UDP echo — and middleboxes for the router: tinyproxy
+//! (a CONNECT proxy), mitmdump (TLS interception) and nftables rules.
 //!
 //! Every process is a [`Proc`] spawned by [`Lab::command`] from the test's
 //! own thread, so it is killed on drop and, through `PR_SET_PDEATHSIG`, when
@@ -396,6 +398,20 @@ impl NsNginx {
         upstream: SocketAddr,
         dir: &Path,
     ) -> Result<NsNginx, String> {
+        NsNginx::start_tls_front_with(lab, role, listen, upstream, dir, "")
+    }
+
+    /// [`NsNginx::start_tls_front`] with `extra` lines in its `server`
+    /// block, e.g. `ssl_protocols TLSv1.2 TLSv1.3;` as Debian's packaged
+    /// `nginx.conf` has it (nginx 1.22's own default is TLS 1.0–1.2 only).
+    pub(crate) fn start_tls_front_with(
+        lab: &Lab,
+        role: Role,
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        dir: &Path,
+        extra: &str,
+    ) -> Result<NsNginx, String> {
         let openssl = which("openssl")?;
         let d = dir.join("nginx-front");
         fs::create_dir_all(&d).unwrap();
@@ -426,7 +442,7 @@ impl NsNginx {
         }
         let http = "  map $http_upgrade $connection_upgrade { default upgrade; '' close; }\n";
         let server = format!(
-            "    listen {listen} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n\
+            "    listen {listen} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n{extra}\
              \x20   location / {{\n      proxy_pass http://{upstream};\n      proxy_http_version 1.1;\n\
              \x20     proxy_set_header Upgrade $http_upgrade;\n\
              \x20     proxy_set_header Connection $connection_upgrade;\n\
@@ -436,6 +452,11 @@ impl NsNginx {
             key.display()
         );
         NsNginx::start_server(lab, role, &[listen], "nginx-front", &server, http, dir)
+    }
+
+    /// What it wrote to stderr so far (its error log).
+    pub(crate) fn log(&self) -> String {
+        self._proc.stderr()
     }
 
     /// nginx with one `server { … }` made of `server` lines (and `http`
@@ -536,4 +557,169 @@ impl Drop for UdpEcho {
             let _ = t.join();
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// tinyproxy inside a namespace (an HTTP CONNECT proxy as the only way out)
+
+/// Debian's tinyproxy, in the foreground inside a namespace, allowing
+/// CONNECT to one port only, for clients of one subnet, with basic auth.
+pub(crate) struct NsTinyproxy {
+    proc: Proc,
+    /// Where it listens, from inside its namespace.
+    pub(crate) addr: SocketAddrV4,
+    log: PathBuf,
+}
+
+impl NsTinyproxy {
+    /// Start it on `listen` inside `role`, letting clients from `allow` (a
+    /// CIDR) CONNECT to `connect_port` only, with `auth` = (user, password)
+    /// when given; `Err` when tinyproxy is not installed.
+    ///
+    /// It runs as root: tinyproxy 1.11 does, and a `User` would have to
+    /// write its log file in the test's private directory.
+    pub(crate) fn start(
+        lab: &Lab,
+        role: Role,
+        listen: SocketAddrV4,
+        allow: &str,
+        connect_port: u16,
+        auth: Option<(&str, &str)>,
+        dir: &Path,
+    ) -> Result<NsTinyproxy, String> {
+        let tinyproxy = which("tinyproxy")?;
+        let d = dir.join("tinyproxy");
+        fs::create_dir_all(&d).unwrap();
+        let log = d.join("tinyproxy.log");
+        let mut conf = String::new();
+        writeln!(conf, "Port {}", listen.port()).unwrap();
+        writeln!(conf, "Listen {}", listen.ip()).unwrap();
+        conf.push_str("Timeout 30\nMaxClients 50\nDisableViaHeader Yes\nLogLevel Info\n");
+        writeln!(conf, "Allow {allow}").unwrap();
+        writeln!(conf, "ConnectPort {connect_port}").unwrap();
+        writeln!(conf, "LogFile \"{}\"", log.display()).unwrap();
+        writeln!(conf, "PidFile \"{}\"", d.join("tinyproxy.pid").display()).unwrap();
+        if let Some((user, password)) = auth {
+            writeln!(conf, "BasicAuth {user} {password}").unwrap();
+        }
+        let conf_path = d.join("tinyproxy.conf");
+        fs::write(&conf_path, conf).unwrap();
+        let args = vec![
+            "-d".to_owned(),
+            "-c".to_owned(),
+            conf_path.display().to_string(),
+        ];
+        let mut proc = spawn_in(lab, role, "tinyproxy", dir, &tinyproxy, &args, |_| {});
+        wait_listening(lab, role, &mut proc, listen.into());
+        Ok(NsTinyproxy {
+            proc,
+            addr: listen,
+            log,
+        })
+    }
+
+    /// Its log so far (the log file, then stderr).
+    pub(crate) fn log(&self) -> String {
+        let file = fs::read_to_string(&self.log).unwrap_or_default();
+        format!("{file}{}", self.proc.stderr())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// mitmproxy inside a namespace (a TLS-inspecting middlebox)
+
+/// Debian's `mitmdump` in transparent mode inside a namespace (the lab's
+/// router), with its own CA in a fresh confdir, not verifying upstream
+/// certificates (as an office middlebox that lets everything through), and
+/// writing every flow it saw to a dump file.
+pub(crate) struct NsMitmdump {
+    proc: Proc,
+    /// The flow dump (`-w`).
+    pub(crate) flows: PathBuf,
+    /// Its confdir (the generated CA lives here).
+    pub(crate) confdir: PathBuf,
+}
+
+impl NsMitmdump {
+    /// Start it inside `role` listening on `port` (all addresses), waiting
+    /// (up to `limit`: it is a Python program making a CA) until it says it
+    /// listens; `Err` when mitmdump is not installed.
+    pub(crate) fn start_transparent(
+        lab: &Lab,
+        role: Role,
+        port: u16,
+        dir: &Path,
+        limit: Duration,
+    ) -> Result<NsMitmdump, String> {
+        let mitmdump = which("mitmdump")?;
+        let d = dir.join("mitmdump");
+        let confdir = d.join("conf");
+        fs::create_dir_all(&confdir).unwrap();
+        let flows = d.join("flows");
+        let args: Vec<String> = [
+            "--mode",
+            "transparent",
+            "--listen-port",
+            &port.to_string(),
+            "--set",
+            "ssl_insecure=true",
+            "--set",
+            "block_global=false",
+            "--set",
+            &format!("confdir={}", confdir.display()),
+            "-w",
+            &flows.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut proc = spawn_in(lab, role, "mitmdump", dir, &mitmdump, &args, |c| {
+            c.env("PYTHONUNBUFFERED", "1").env("HOME", &d);
+        });
+        // Not a connect test: mitmproxy would take a connection that was
+        // not redirected for one to itself.
+        wait_marker(&mut proc, "listening at", limit);
+        Ok(NsMitmdump {
+            proc,
+            flows,
+            confdir,
+        })
+    }
+
+    /// What it printed so far (one line per flow on stdout, errors on
+    /// stderr).
+    pub(crate) fn log(&self) -> String {
+        format!("{}{}", self.proc.stdout(), self.proc.stderr())
+    }
+
+    /// Stop it with SIGINT, let it write its dump (up to `limit`), and
+    /// return the dump's bytes.
+    pub(crate) fn stop(mut self, limit: Duration) -> Result<Vec<u8>, String> {
+        self.proc.signal(nix::sys::signal::Signal::SIGINT);
+        if self.proc.wait_exit(limit).is_none() {
+            return Err(format!(
+                "mitmdump did not stop within {limit:?} after SIGINT: {}",
+                self.log()
+            ));
+        }
+        fs::read(&self.flows).map_err(|e| format!("the flow dump {}: {e}", self.flows.display()))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// nftables inside a namespace
+
+/// Load `ruleset` (nft syntax) inside `role` with `nft -f`, within 20 s;
+/// `Err` when nft is missing or refuses it.
+pub(crate) fn nft_in(lab: &Lab, role: Role, ruleset: &str, dir: &Path) -> Result<(), String> {
+    let nft = which("nft")?;
+    let file = dir.join(format!("nft-{}.conf", role.name()));
+    fs::write(&file, ruleset).map_err(|e| e.to_string())?;
+    let mut cmd = lab.command(role, nft);
+    cmd.arg("-f").arg(&file);
+    let r = run_bounded(&mut cmd, Duration::from_secs(20));
+    if r.code() != Some(0) {
+        return Err(format!("nft -f {ruleset:?}: {}", r.stderr));
+    }
+    Ok(())
 }

@@ -1,4 +1,4 @@
-//! The `tls` transport: TLS 1.3 straight to the door, ALPN `h2`.
+//! The `tls` transport: TLS straight to the door (1.3 with our server), ALPN `h2`.
 //!
 //! Who answered is decided before anything secret is sent (the token goes
 //! in the first bytes *inside* TLS, after the handshake):
@@ -137,9 +137,9 @@ impl TlsTransport {
     }
 
     /// A client configuration whose verifier acts on `mode`: `tls` and
-    /// the inner layer refuse what is not the door (TLS 1.3 only, ALPN as a
-    /// browser's), the outer TLS of `wss` observes (TLS 1.3 and 1.2, ALPN
-    /// `http/1.1` as a browser opening a WebSocket).
+    /// the inner layer refuse what is not the door (ALPN as a browser's),
+    /// the outer TLS of `wss` observes (ALPN `http/1.1`, as a browser
+    /// opening a WebSocket).
     fn client_config(&self, mode: Mode) -> Result<ClientConfig, String> {
         let webpki = match self.client.fingerprint {
             Some(_) => None,
@@ -149,15 +149,12 @@ impl TlsTransport {
                     .map_err(|e| e.to_string())?,
             ),
         };
-        let (versions, alpn): (&[_], Vec<Vec<u8>>) = match mode {
-            Mode::Refuse(_) => (
-                &[&rustls::version::TLS13],
-                CLIENT_ALPN.iter().map(|a| a.to_vec()).collect(),
-            ),
-            Mode::Observe(_) => (
-                &[&rustls::version::TLS13, &rustls::version::TLS12],
-                vec![b"http/1.1".to_vec()],
-            ),
+        // TLS 1.2 is offered too, as browsers do: our server always picks
+        // 1.3, and a 1.2-only middlebox then shows the certificate it would
+        // present, so the refusal can name it.
+        let alpn: Vec<Vec<u8>> = match mode {
+            Mode::Refuse(_) => CLIENT_ALPN.iter().map(|a| a.to_vec()).collect(),
+            Mode::Observe(_) => vec![b"http/1.1".to_vec()],
         };
         let verifier = DoorVerifier {
             pin: self.client.fingerprint,
@@ -166,7 +163,7 @@ impl TlsTransport {
             mode,
         };
         let mut cfg = ClientConfig::builder_with_provider(self.provider.clone())
-            .with_protocol_versions(versions)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| e.to_string())?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
@@ -449,7 +446,6 @@ impl ServerCertVerifier for DoorVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // Offered only for the outer TLS of `wss`.
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
     }
 
