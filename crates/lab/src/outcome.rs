@@ -191,12 +191,28 @@ impl Attempt {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TunnelChapter {
     /// The `onedoor connect` command line in the house (without the
-    /// binary; the access key's token is shown as `KEY`).
+    /// binary; the access key's token is shown as `TOKEN`).
     pub connect_args: Vec<String>,
     /// The throughput figure, when it was measured.
     pub throughput: Option<Throughput>,
-    /// Why the chapter was not told (e.g. it needs `connect --proxy`).
+    /// Why the chapter was not told, if it was not.
     pub not_tried: Option<String>,
+    /// The transport connect was asked for (`--transport`): `tls` or
+    /// `auto`.
+    pub transport: String,
+    /// The HTTP CONNECT proxy connect went through (`--proxy`), e.g.
+    /// `http://198.18.0.1:3128`: under `proxy-only`, the router's.
+    pub proxy: Option<String>,
+    /// Whether the first chapter's map was fed to `--transport auto`
+    /// (`--map`).
+    pub map_fed: bool,
+    /// How the session reached door 443, in words, once it was up: e.g.
+    /// "through the router's HTTP proxy to door 443", or which way auto
+    /// took and why.
+    pub way: Option<String>,
+    /// connect's own `auto: …` log lines (what auto took, what did not
+    /// work), in order; empty unless `transport` is `auto`.
+    pub auto_said: Vec<String>,
 }
 
 /// Bytes pushed from the house through the tunnel to a sink on the
@@ -323,13 +339,16 @@ pub fn verdict(policy: Policy, steps: &[Step]) -> Verdict {
             tunnelled.push(phrase);
         }
     }
-    let tunnel_words = if tunnelled.is_empty() {
-        String::new()
-    } else {
-        format!(
+    let tunnel_words = match (tunnelled.is_empty(), policy.uses_proxy()) {
+        (true, _) => String::new(),
+        (false, false) => format!(
             " Through the tunnel on the same door 443, onedoor connect carried {} too.",
             join_words(&tunnelled)
-        )
+        ),
+        (false, true) => format!(
+            " Through the same proxy and door 443, onedoor connect's tunnel carried {} too.",
+            join_words(&tunnelled)
+        ),
     };
     if blocked.is_empty() || through.is_empty() {
         return Verdict {
@@ -498,12 +517,21 @@ mod tests {
                 Expect::Open,
                 Observed::Reached { answer: "W".into() },
             ),
+            step(
+                "crosswords",
+                Door::Tcp(443),
+                Path::ThroughTunnel,
+                Expect::Open,
+                Observed::Reached { answer: "C".into() },
+            ),
         ];
         let v = verdict(Policy::ProxyOnly, &steps);
         assert!(v.holds);
         assert!(
             v.text.contains(
-                "the library was reached through door 443, through the router's own proxy"
+                "the library was reached through door 443, through the router's own proxy. \
+                 Through the same proxy and door 443, onedoor connect's tunnel carried \
+                 the crosswords on UDP 1194 too."
             ),
             "{}",
             v.text

@@ -222,6 +222,9 @@ fn tunnel_section(out: &mut String, run: &Run) {
         "<h3>Through the tunnel</h3>\n<p>In the house: <code>onedoor {}</code></p>\n",
         escape(&t.connect_args.join(" "))
     );
+    if let Some(way) = &t.way {
+        let _ = writeln!(out, r#"<p class="way">The way: {}.</p>"#, escape(way));
+    }
     if let Some(why) = &t.not_tried {
         let _ = writeln!(out, "<p>Not tried: {}.</p>", escape(why));
     }
@@ -240,11 +243,14 @@ fn door_cell(d: Option<Door>) -> String {
     d.map(|d| d.to_string()).unwrap_or_default()
 }
 
-fn path_words(p: Path) -> &'static str {
+/// The table's "way" column; `proxied`: the tunnel went through the
+/// router's proxy.
+fn path_words(p: Path, proxied: bool) -> &'static str {
     match p {
         Path::Direct => "straight",
         Path::ThroughDoor443 => "through door 443",
         Path::ThroughProxy => "through the proxy",
+        Path::ThroughTunnel if proxied => "through the proxy and the tunnel on door 443",
         Path::ThroughTunnel => "through the tunnel on door 443",
         Path::Local => "on the server",
     }
@@ -314,6 +320,7 @@ fn run_section(out: &mut String, run: &Run) {
     );
     map_section(out, run);
     out.push_str("<h3>Then the doors, tried</h3>\n<table><thead><tr><th></th><th>what the house tried</th><th>door</th><th>way</th><th>expected</th><th>what happened</th><th>time</th></tr></thead><tbody>\n");
+    let proxied = run.tunnel.as_ref().is_some_and(|t| t.proxy.is_some());
     for st in &run.steps {
         let _ = writeln!(
             out,
@@ -322,7 +329,7 @@ fn run_section(out: &mut String, run: &Run) {
             if st.ok { "✓" } else { "✗" },
             escape(&st.title),
             escape(&door_cell(st.door)),
-            path_words(st.path),
+            path_words(st.path, proxied),
             escape(st.expected.words()),
             colour(Some(&st.observed)),
             escape(&st.observed.to_string()),
@@ -554,6 +561,62 @@ mod tests {
         assert_eq!(map["probe"]["tcp"]["open"]["ports"], "443");
         assert_eq!(map["probe"]["tcp"]["intercepted"]["ports"], "80");
         assert_eq!(map["plan"]["tcp"], "top100");
+    }
+
+    #[test]
+    fn the_tunnel_shows_its_way() {
+        use crate::outcome::{Throughput, TunnelChapter};
+        let mut r = run(Policy::ProxyOnly);
+        r.steps.push(
+            Attempt {
+                id: "library-tunnel-443".into(),
+                title: "the library on door 22, through the tunnel on door 443".into(),
+                service: "library".into(),
+                door: Some(Door::Tcp(443)),
+                path: Path::ThroughTunnel,
+                expected: Expect::Open,
+            }
+            .observed(
+                Observed::Reached {
+                    answer: "WELCOME".into(),
+                },
+                4,
+            ),
+        );
+        r.tunnel = Some(TunnelChapter {
+            connect_args: vec![
+                "connect".into(),
+                "onedoor://TOKEN@198.19.0.2:443".into(),
+                "--proxy".into(),
+                "http://198.18.0.1:3128".into(),
+            ],
+            throughput: Some(Throughput {
+                bytes: 1 << 20,
+                ms: 10,
+                mb_per_s: 104.9,
+            }),
+            not_tried: None,
+            transport: "tls".into(),
+            proxy: Some("http://198.18.0.1:3128".into()),
+            map_fed: false,
+            way: Some("through the router's HTTP proxy to door 443".into()),
+            auto_said: Vec::new(),
+        });
+        let html = render_html(&LabReport::new(vec![r.clone()]));
+        assert!(html.contains(
+            r#"<p class="way">The way: through the router&#39;s HTTP proxy to door 443.</p>"#
+        ));
+        assert!(html.contains("<td>through the proxy and the tunnel on door 443</td>"));
+        assert!(html.contains("--proxy http://198.18.0.1:3128"));
+        assert!(html.contains("Throughput through the firewall"));
+        let json: serde_json::Value =
+            serde_json::from_str(&LabReport::new(vec![r]).to_json()).unwrap();
+        let t = &json["runs"][0]["tunnel"];
+        assert_eq!(t["proxy"], "http://198.18.0.1:3128");
+        assert_eq!(t["transport"], "tls");
+        assert_eq!(t["map_fed"], false);
+        assert_eq!(t["way"], "through the router's HTTP proxy to door 443");
+        assert_eq!(t["auto_said"], serde_json::json!([]));
     }
 
     #[test]

@@ -175,8 +175,10 @@ fn story(test: &str, policy: Policy, n: u8) {
     }
 
     // The tunnel chapter: onedoor connect in the house, through door 443,
-    // the library, the crosswords (UDP) and a throughput figure; honestly
-    // "not tried" where the only way out is a proxy.
+    // the library, the crosswords (UDP) and a throughput figure — through
+    // the router's proxy where it is the only way out, and the way
+    // `--transport auto` chooses (fed the map) past the intercepting
+    // router; the way is told and kept in the JSON.
     let tunnel_steps = [
         "tunnel-connect",
         "library-tunnel-443",
@@ -194,36 +196,88 @@ fn story(test: &str, policy: Policy, n: u8) {
         !tunnel.to_string().contains("onedoor://") || tunnel.to_string().contains("TOKEN@"),
         "{test}: the token is not shown: {tunnel}"
     );
-    if policy == Policy::ProxyOnly {
-        for id in tunnel_steps {
-            assert_eq!(outcome(id), "skipped", "{test}: {id}");
+    for id in tunnel_steps {
+        assert_eq!(outcome(id), "reached", "{test}: {id}\n{stderr}");
+    }
+    assert!(tunnel["not_tried"].is_null(), "{test}: {tunnel}");
+    let bytes = tunnel["throughput"]["bytes"].as_u64().unwrap();
+    let ms = tunnel["throughput"]["ms"].as_u64().unwrap();
+    let mbps = tunnel["throughput"]["mb_per_s"].as_f64().unwrap();
+    assert!(bytes > 0 && mbps > 0.0, "{test}: {tunnel}");
+    assert!(ms <= 5_000, "{test}: the push is bounded: {tunnel}");
+    assert!(
+        stderr.contains("the crosswords on UDP door 1194, through the tunnel on door 443: reached: it answered \"crosswords: "),
+        "{stderr}"
+    );
+    let verdict = run["verdict"]["text"].as_str().unwrap();
+    assert!(
+        verdict.contains("the crosswords on UDP 1194"),
+        "{test}: {verdict}"
+    );
+    let args: Vec<&str> = tunnel["connect_args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let way = tunnel["way"].as_str().unwrap_or_default();
+    match policy {
+        Policy::ProxyOnly => {
+            let proxy = format!("http://{}", AddressPlan::new(instance).proxy());
+            assert_eq!(tunnel["proxy"], proxy.as_str(), "{test}: {tunnel}");
+            assert!(
+                args.windows(2).any(|w| w == ["--proxy", proxy.as_str()]),
+                "{test}: {args:?}"
+            );
+            assert_eq!(tunnel["transport"], "tls");
+            assert_eq!(way, "through the router's HTTP proxy to door 443");
+            assert!(
+                stderr.contains(
+                    "✓ onedoor connect in the house, through the router's HTTP proxy to door 443: reached"
+                ),
+                "{stderr}"
+            );
+            assert!(
+                verdict.contains(
+                    "Through the same proxy and door 443, onedoor connect's tunnel carried"
+                ),
+                "{test}: {verdict}"
+            );
+            assert!(!stderr.contains("cannot use a proxy"), "{stderr}");
         }
-        assert!(
-            stderr.contains("not tried (needs onedoor connect --proxy, coming)"),
-            "{stderr}"
-        );
-        assert!(tunnel["throughput"].is_null());
-    } else {
-        for id in tunnel_steps {
-            assert_eq!(outcome(id), "reached", "{test}: {id}\n{stderr}");
+        Policy::Intercept => {
+            assert_eq!(tunnel["transport"], "auto", "{test}: {tunnel}");
+            assert_eq!(tunnel["map_fed"], true, "{test}: {tunnel}");
+            assert!(tunnel["proxy"].is_null());
+            assert!(
+                args.windows(2).any(|w| w == ["--transport", "auto"]) && args.contains(&"--map"),
+                "{test}: {args:?}"
+            );
+            let said = tunnel["auto_said"].as_array().unwrap();
+            assert!(
+                said.iter()
+                    .any(|l| l.as_str().unwrap().starts_with("auto: tls on door 443 (")),
+                "{test}: connect said which way: {tunnel}"
+            );
+            assert!(
+                way.starts_with(
+                    "auto took tls on door 443: TLS straight to the door is the fastest way; \
+                     the map it was fed found door 443 open to our own key, door 80 intercepted"
+                ),
+                "{test}: {way}"
+            );
+            assert!(
+                stderr.contains(
+                    "(auto took tls on door 443: TLS straight to the door is the fastest way)"
+                ),
+                "{stderr}"
+            );
         }
-        let bytes = tunnel["throughput"]["bytes"].as_u64().unwrap();
-        let ms = tunnel["throughput"]["ms"].as_u64().unwrap();
-        let mbps = tunnel["throughput"]["mb_per_s"].as_f64().unwrap();
-        assert!(bytes > 0 && mbps > 0.0, "{test}: {tunnel}");
-        assert!(ms <= 5_000, "{test}: the push is bounded: {tunnel}");
-        assert!(
-            stderr.contains("the crosswords on UDP door 1194, through the tunnel on door 443: reached: it answered \"crosswords: "),
-            "{stderr}"
-        );
-        assert!(
-            run["verdict"]["text"]
-                .as_str()
-                .unwrap()
-                .contains("the crosswords on UDP 1194"),
-            "{test}: {}",
-            run["verdict"]
-        );
+        _ => {
+            assert_eq!(tunnel["transport"], "tls", "{test}: {tunnel}");
+            assert!(tunnel["proxy"].is_null());
+            assert_eq!(way, "TLS straight to door 443");
+        }
     }
 
     // The first chapter: the probe's map of the doors, checked against
@@ -249,8 +303,13 @@ fn story(test: &str, policy: Policy, n: u8) {
     );
     assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("https://"));
     assert!(html.contains("Through the tunnel"), "{test}");
-    if policy != Policy::ProxyOnly {
-        assert!(html.contains("Throughput through the firewall"), "{test}");
+    assert!(html.contains("Throughput through the firewall"), "{test}");
+    assert!(html.contains(r#"<p class="way">The way: "#), "{test}");
+    if policy == Policy::ProxyOnly {
+        assert!(
+            html.contains("through the proxy and the tunnel on door 443"),
+            "{test}"
+        );
     }
 
     assert_nothing_left(instance);

@@ -1,9 +1,11 @@
-//! The first chapter, for real: `onedoor init` makes a throwaway server
-//! identity in the instance's runtime directory, `onedoor serve --reflect`
-//! answers probe hellos on door 443 and every door of the map in the
-//! internet, and `onedoor probe --json` maps the doors from the house.
-//! Then the reflector stops and the identity is removed, so the doors are
-//! free for the services of the rest of the story.
+//! The first chapter, for real: `onedoor init` makes the server's
+//! (throwaway) identity in the instance's runtime directory, `onedoor
+//! serve --reflect` answers probe hellos on door 443 and every door of the
+//! map in the internet, and `onedoor probe --json` maps the doors from the
+//! house. Then the reflector stops, so the doors are free for the services
+//! of the rest of the story; the identity lives on for serve's tunnel, so
+//! the map is a map of the very server `onedoor connect` pins (and can be
+//! fed to `connect --map`).
 //!
 //! Every child is this same binary, started from the story's thread with
 //! [`Lab::command`] (it dies with the lab), bounded in time, and killed if
@@ -19,6 +21,7 @@ use onedoor_proto::report::json::ProbeJson;
 
 use super::narrate::Narrator;
 use super::serve::ServeProcess;
+use super::tunnel::Identity;
 use super::{ms, secs};
 use crate::lab::Lab;
 use crate::map::{DoorMap, MapPlan};
@@ -115,21 +118,25 @@ impl Drop for Throwaway {
     }
 }
 
+/// The server identity's directory name under the instance's runtime
+/// directory.
+pub(super) const SERVER_DIR: &str = "server";
+
 /// Make the map: init, reflector, probe from the house; narrate it and
 /// judge it against the lab's policy. Never fails the story by itself: a
-/// map that could not be made is a failed chapter (and verdict).
-pub(super) async fn chapter(lab: &Lab, exe: &Path, plan: MapPlan, n: &mut Narrator) -> DoorMap {
+/// map that could not be made is a failed chapter (and verdict). Returns
+/// the server identity too, when `init` made one (also if the map then
+/// failed): serve's tunnel uses it.
+pub(super) async fn chapter(
+    lab: &Lab,
+    exe: &Path,
+    plan: MapPlan,
+    n: &mut Narrator,
+) -> (DoorMap, Option<Identity>) {
     let started = Instant::now();
-    let policy = lab.policy();
-    let internet = lab.plan().internet;
-    let listen = SocketAddr::from((internet, ports::SERVE));
-    let dir = runtime_dir(lab.plan().instance).join("map");
+    let listen = SocketAddr::from((lab.plan().internet, ports::SERVE));
+    let dir = runtime_dir(lab.plan().instance).join(SERVER_DIR);
     let serve_args = plan.serve_args(listen, &dir);
-    let failed = |e: String, serve_args: Vec<String>, n: &mut Narrator| {
-        n.end("failed");
-        n.say(format!("    ✗ the map: {e}"));
-        DoorMap::failed(plan.clone(), serve_args, e, ms(started.elapsed()))
-    };
     let what = if plan.is_full() {
         "all 65,535 doors"
     } else {
@@ -140,15 +147,38 @@ pub(super) async fn chapter(lab: &Lab, exe: &Path, plan: MapPlan, n: &mut Narrat
          believed only when its key answers:"
     ));
 
-    // 1. A throwaway server identity.
-    let identity = match super::tunnel::identity(lab, exe, "map", n).await {
+    // 1. The server's (throwaway) identity.
+    let identity = match super::tunnel::identity(lab, exe, SERVER_DIR, n).await {
         Ok(id) => id,
         Err(e) => {
             n.say(format!("    ✗ the map: {e}"));
-            return DoorMap::failed(plan.clone(), serve_args, e, ms(started.elapsed()));
+            let map = DoorMap::failed(plan.clone(), serve_args, e, ms(started.elapsed()));
+            return (map, None);
         }
     };
     let fingerprint = identity.fingerprint();
+    let mapped = made(lab, exe, plan, serve_args, &fingerprint, started, n).await;
+    (mapped, Some(identity))
+}
+
+/// The reflector and the probe, for the identity with `fingerprint`.
+async fn made(
+    lab: &Lab,
+    exe: &Path,
+    plan: MapPlan,
+    serve_args: Vec<String>,
+    fingerprint: &str,
+    started: Instant,
+    n: &mut Narrator,
+) -> DoorMap {
+    let policy = lab.policy();
+    let internet = lab.plan().internet;
+    let listen = SocketAddr::from((internet, ports::SERVE));
+    let failed = |e: String, serve_args: Vec<String>, n: &mut Narrator| {
+        n.end("failed");
+        n.say(format!("    ✗ the map: {e}"));
+        DoorMap::failed(plan.clone(), serve_args, e, ms(started.elapsed()))
+    };
 
     // 2. The reflector on the internet.
     n.begin(format!("$ onedoor {}", serve_args.join(" ")));
@@ -159,7 +189,7 @@ pub(super) async fn chapter(lab: &Lab, exe: &Path, plan: MapPlan, n: &mut Narrat
     n.end(format!("answering after {}", secs(serve.startup)));
 
     // 3. The probe, from the house.
-    let probe_args = plan.probe_args(internet, &fingerprint);
+    let probe_args = plan.probe_args(internet, fingerprint);
     n.begin(format!(
         "$ onedoor {}   (in the house)",
         probe_args.join(" ")

@@ -67,7 +67,7 @@ pub enum StoryError {
 /// The live parts of a lab run. Fields drop in order: serve, sshd and the
 /// services before the lab itself.
 struct Held {
-    connect: Option<ServeProcess>,
+    connect: Option<tunnel::Client>,
     serve: Option<ServeProcess>,
     tunnel: Option<tunnel::Identity>,
     sshd: Option<RealSshd>,
@@ -373,8 +373,8 @@ async fn tell(
         n.detail(format!("on the router, the HTTP proxy ({})", plan.proxy()));
     }
 
-    // 0. The map of the doors.
-    let map = map::chapter(&held.lab, &opts.exe, opts.map.clone(), n).await;
+    // 0. The map of the doors, made with the server's identity.
+    let (map, mut identity) = map::chapter(&held.lab, &opts.exe, opts.map.clone(), n).await;
     run.map = Some(map);
 
     let mut opening = String::from("Opening the services on the internet: ");
@@ -479,7 +479,17 @@ async fn tell(
     // 2. The one door, which also carries the tunnel.
     let mut setup = story_setup(plan.internet, held.sshd.is_some());
     n.section("Starting onedoor serve on door 443 of the internet, with the tunnel:");
-    match tunnel::identity(&held.lab, &opts.exe, "tunnel", n).await {
+    let made = match identity.take() {
+        Some(id) => {
+            n.detail(format!(
+                "the tunnel pins the server key the map was made with: {}",
+                id.fingerprint()
+            ));
+            Ok(id)
+        }
+        None => tunnel::identity(&held.lab, &opts.exe, map::SERVER_DIR, n).await,
+    };
+    match made {
         Ok(id) => {
             setup.tunnel = Some(id.dir.0.clone());
             held.tunnel = Some(id);
@@ -611,44 +621,74 @@ async fn tell(
         run.steps.push(s);
     }
 
-    // 4. The tunnel: onedoor connect in the house, everything through it.
-    let mut chapter = crate::outcome::TunnelChapter {
-        connect_args: Vec::new(),
-        throughput: None,
-        not_tried: None,
-    };
+    // 4. The tunnel: onedoor connect in the house, everything through it,
+    // the policy's way (straight, through the proxy, or as auto chooses).
     if let Some(id) = &held.tunnel {
-        chapter.connect_args = vec!["connect".to_owned(), id.shown_key()];
-        chapter.connect_args.extend(tunnel::forwards(setup.library));
-        n.section("Through the tunnel: onedoor connect in the house, to door 443:");
+        let route = tunnel_route(policy, &plan, run.map.as_ref());
+        let mut chapter = crate::outcome::TunnelChapter {
+            connect_args: tunnel::connect_args(
+                id.shown_key(),
+                &route,
+                plan.instance,
+                setup.library,
+            ),
+            throughput: None,
+            not_tried: None,
+            transport: route.transport().to_owned(),
+            proxy: route.proxy_url(),
+            map_fed: route.map.is_some(),
+            way: None,
+            auto_said: Vec::new(),
+        };
+        n.section(format!(
+            "Through the tunnel: onedoor connect in the house, {}:",
+            route.words()
+        ));
         n.detail(format!("$ onedoor {}", chapter.connect_args.join(" ")));
-        if policy.uses_proxy() {
-            n.detail(
-                "the tunnel would go through the router's proxy, and onedoor connect \
-                 cannot use a proxy yet",
-            );
-            chapter.not_tried = Some(tunnel::NEEDS_PROXY.to_owned());
-            for s in tunnel::not_tried(tunnel::NEEDS_PROXY) {
-                n.step(&s);
-                run.steps.push(s);
+        let told = tunnel::chapter(&held.lab, &opts.exe, id, &route, setup.library).await;
+        held.connect = told.client;
+        chapter.throughput = told.throughput;
+        chapter.way = told.way;
+        chapter.auto_said = told.auto_said;
+        for (i, s) in told.steps.into_iter().enumerate() {
+            n.step(&s);
+            if let (0, true, Some(m)) = (i, s.ok, &route.map) {
+                n.detail(format!("({})", tunnel::map_context(m)));
             }
-        } else {
-            let (steps, figure, process) =
-                tunnel::chapter(&held.lab, &opts.exe, id, setup.library).await;
-            held.connect = process;
-            chapter.throughput = figure;
-            for s in steps {
-                n.step(&s);
-                run.steps.push(s);
-            }
-            if let Some(mut c) = held.connect.take() {
-                c.stop();
-            }
+            run.steps.push(s);
+        }
+        if let Some(mut c) = held.connect.take() {
+            c.stop();
         }
         run.tunnel = Some(chapter);
     }
     finish(policy, n, run);
     Ok(held)
+}
+
+/// How the tunnel goes to door 443 under `policy`: through the router's
+/// proxy when it is the only way out; the way `--transport auto` chooses
+/// (fed the map, when it was made) past the intercepting router; else TLS
+/// straight to the door.
+fn tunnel_route(
+    policy: Policy,
+    plan: &AddressPlan,
+    map: Option<&crate::map::DoorMap>,
+) -> tunnel::Route {
+    if policy.uses_proxy() {
+        tunnel::Route {
+            proxy: Some(plan.proxy()),
+            ..tunnel::Route::default()
+        }
+    } else if policy.has_portal() {
+        tunnel::Route {
+            auto: true,
+            map: map.filter(|m| m.ok).and_then(|m| m.probe.clone()),
+            ..tunnel::Route::default()
+        }
+    } else {
+        tunnel::Route::default()
+    }
 }
 
 fn finish(policy: Policy, n: &mut Narrator, run: &mut Run) {

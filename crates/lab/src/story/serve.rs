@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -136,6 +136,20 @@ impl ServeProcess {
         listen: SocketAddr,
         ready: Option<&'static str>,
     ) -> Result<ServeProcess, String> {
+        ServeProcess::spawn_with(lab, role, exe, args, listen, ready, |_| {})
+    }
+
+    /// [`ServeProcess::spawn_in`], with `configure` given the command
+    /// before it is spawned (e.g. to set or clear environment variables).
+    pub fn spawn_with(
+        lab: &Lab,
+        role: Role,
+        exe: &Path,
+        args: &[String],
+        listen: SocketAddr,
+        ready: Option<&'static str>,
+        configure: impl FnOnce(&mut Command),
+    ) -> Result<ServeProcess, String> {
         let started = Instant::now();
         let what = match args.first().map(String::as_str) {
             Some("connect") => "onedoor connect",
@@ -151,10 +165,14 @@ impl ServeProcess {
             let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
             cmd.env(
                 "RUST_LOG",
-                format!("{level},onedoor::cli::serve=info,onedoor::cli::connect=info"),
+                format!(
+                    "{level},onedoor::cli::serve=info,onedoor::cli::connect=info,\
+                     onedoor_net::connect=info"
+                ),
             )
             .env("NO_COLOR", "1");
         }
+        configure(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("could not start {}: {e}", exe.display()))?;
@@ -219,6 +237,16 @@ impl ServeProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The logged lines (of the last few kept) that contain `needle`, in
+    /// order, from `needle` on: e.g. `connect`'s `auto: tls on door 443 (…)`
+    /// without the log's timestamp and target.
+    pub fn logged(&self, needle: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter()
+            .filter_map(|l| l.find(needle).map(|at| l[at..].to_owned()))
+            .collect()
     }
 
     /// serve's last log lines, indented, or nothing.
