@@ -40,7 +40,12 @@
 #   DURATION   seconds per iperf3 run                                   [5]
 #   ROUNDS     rounds over all peers                                    [3]
 #   PEERS      subset/order of: direct onedoor ssh wstunnel-wss wstunnel-ws
-#              rathole                                                  [all]
+#              rathole onedoor-b                   [all but onedoor-b]
+#   ONEDOOR_B_BIN  onedoor-b: a second onedoor, side by side with the first
+#              (an A/B of two builds, or of one build in two settings)
+#                                                      [$ONEDOOR_BIN]
+#   ONEDOOR_B_ENV  onedoor-b: environment for its client and server, as
+#              NAME=VALUE words (e.g. TOKIO_WORKER_THREADS=1)           []
 #   WSTUNNEL   wstunnel binary (built from its source, outside this repo);
 #              unset or missing: its two peers are skipped              []
 #   RATHOLE    rathole binary (`cargo install rathole --root DIR`, outside
@@ -73,13 +78,14 @@ cd "$ROOT"
 UDP_LEN=${UDP_LEN-1400}
 : "${WSTUNNEL:=}" "${RATHOLE:=}"
 : "${PORT_BASE:=12000}" "${BUILD:=1}" "${ONEDOOR_BIN:=target/release/onedoor}" "${OUT_DIR:=bench/out}"
-ALL_PEERS="direct onedoor ssh wstunnel-wss wstunnel-ws rathole"
-: "${PEERS:=$ALL_PEERS}"
+ALL_PEERS="direct onedoor ssh wstunnel-wss wstunnel-ws rathole onedoor-b"
+: "${PEERS:=direct onedoor ssh wstunnel-wss wstunnel-ws rathole}"
+: "${ONEDOOR_B_BIN:=$ONEDOOR_BIN}" "${ONEDOOR_B_ENV:=}"
 if [[ -z "${NETNS:-}" ]]; then
     if [[ $(id -u) == 0 ]]; then NETNS=1; else NETNS=0; fi
 fi
 BENCH_BIN=target/release/onedoor-bench
-export PAYLOAD DURATION ROUNDS LAT_COUNT HOLD UDP_RATE UDP_LEN WSTUNNEL RATHOLE PORT_BASE BUILD ONEDOOR_BIN OUT_DIR PEERS NETNS
+export ONEDOOR_B_BIN ONEDOOR_B_ENV PAYLOAD DURATION ROUNDS LAT_COUNT HOLD UDP_RATE UDP_LEN WSTUNNEL RATHOLE PORT_BASE BUILD ONEDOOR_BIN OUT_DIR PEERS NETNS
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -128,6 +134,8 @@ if [[ -z "${ODBENCH_INNER:-}" ]]; then
     [[ -z $RATHOLE ]] || CMDLINE+=" RATHOLE=$RATHOLE"
     [[ $ONEDOOR_BIN == target/release/onedoor ]] || CMDLINE+=" ONEDOOR_BIN=$ONEDOOR_BIN"
     [[ $PORT_BASE == 12000 ]] || CMDLINE+=" PORT_BASE=$PORT_BASE"
+    [[ $ONEDOOR_B_BIN == "$ONEDOOR_BIN" ]] || CMDLINE+=" ONEDOOR_B_BIN=$ONEDOOR_B_BIN"
+    [[ -z $ONEDOOR_B_ENV ]] || CMDLINE+=" ONEDOOR_B_ENV='$ONEDOOR_B_ENV'"
     # shellcheck disable=SC2089 # CMDLINE is text to show, never run
     [[ $PAYLOAD == 'GET / HTTP/1.1\r\nHost: bench\r\n\r\n' ]] || CMDLINE+=" PAYLOAD='$PAYLOAD'"
     if [[ $(id -u) == 0 ]]; then CMDLINE="sudo $CMDLINE bench/tunnel.sh"; else CMDLINE="$CMDLINE bash bench/tunnel.sh"; fi
@@ -351,6 +359,11 @@ if [[ ! -x $ONEDOOR_BIN ]] || ! "$ONEDOOR_BIN" serve --help 2>/dev/null | grep -
     SKIP[onedoor]="$ONEDOOR_BIN has no 'serve --tunnel'"
     missing+=("onedoor (${SKIP[onedoor]})")
 fi
+if [[ " $PEERS " == *" onedoor-b "* ]] &&
+    { [[ ! -x $ONEDOOR_B_BIN ]] || ! "$ONEDOOR_B_BIN" serve --help 2>/dev/null | grep -q -- '--tunnel'; }; then
+    SKIP[onedoor-b]="$ONEDOOR_B_BIN has no 'serve --tunnel'"
+    missing+=("onedoor-b (${SKIP[onedoor-b]})")
+fi
 if [[ -z $SSHD ]] || ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then
     SKIP[ssh]="OpenSSH (ssh, sshd, ssh-keygen) not installed"
     missing+=("ssh (apt-get install openssh-server openssh-client)")
@@ -381,11 +394,12 @@ for p in $PEERS; do
     [[ -z ${SKIP[$p]:-} ]] && ACTIVE+=("$p")
 done
 log "peers: ${ACTIVE[*]}"
-udp_capable() { [[ $1 == direct || $1 == onedoor || $1 == wstunnel-* || $1 == rathole ]]; }
+udp_capable() { [[ $1 == direct || $1 == onedoor* || $1 == wstunnel-* || $1 == rathole ]]; }
 
 # Versions, for the report.
 declare -A VERSION=()
 VERSION[onedoor]="onedoor $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo +dirty)"
+VERSION[onedoor-b]="onedoor-b ($ONEDOOR_B_BIN$([[ -z $ONEDOOR_B_ENV ]] || echo ", env $ONEDOOR_B_ENV"))"
 if [[ -z ${SKIP[ssh]:-} ]]; then
     VERSION[ssh]="$(ssh -V 2>&1 | cut -d, -f1)"
 fi
@@ -448,11 +462,17 @@ start_peer() {
     d="$WORK/$peer-$set"
     mkdir -p "$d"
     case $peer in
-        onedoor)
-            "$ONEDOOR_BIN" init --state-dir "$d/state" --name "$LO" --port "$door" >"$d/key" 2>"$d/init.log" ||
-                { log "onedoor init failed: $(tail -3 "$d/init.log")"; return 1; }
-            scmd=("$ONEDOOR_BIN" serve -l "$LO:$door" --state-dir "$d/state" --tunnel)
-            ccmd=("$ONEDOOR_BIN" connect "$(cat "$d/key")" -L "$LO:$front:$LO:$back")
+        onedoor | onedoor-b)
+            local bin=$ONEDOOR_BIN envw=()
+            if [[ $peer == onedoor-b ]]; then
+                bin=$ONEDOOR_B_BIN
+                # shellcheck disable=SC2206 # NAME=VALUE words, split on purpose
+                envw=(env $ONEDOOR_B_ENV)
+            fi
+            "$bin" init --state-dir "$d/state" --name "$LO" --port "$door" >"$d/key" 2>"$d/init.log" ||
+                { log "$peer init failed: $(tail -3 "$d/init.log")"; return 1; }
+            scmd=("${envw[@]}" "$bin" serve -l "$LO:$door" --state-dir "$d/state" --tunnel)
+            ccmd=("${envw[@]}" "$bin" connect "$(cat "$d/key")" -L "$LO:$front:$LO:$back")
             [[ $udp == 1 ]] && ccmd+=(-L "udp/$LO:$front:$LO:$back")
             ;;
         ssh)
@@ -533,7 +553,7 @@ start_peer() {
     FRONT[$key]=$front
     # The access key holds a token: never in the report.
     shown="${scmd[*]}  ⟷  ${ccmd[*]}"
-    [[ $peer == onedoor ]] && shown=${shown//$(cat "$d/key")/KEY}
+    [[ $peer == onedoor* ]] && shown=${shown//$(cat "$d/key")/KEY}
     printf '%s (%s): %s\n' "$peer" "$set" "$shown" >>"$WORK/commands.txt"
     if ! wait_listen "$front" "${SPID[$key]}" "${CPID[$key]}" ||
         { [[ $udp == 1 ]] && ! wait_listen "$front" "${SPID[$key]}" "${CPID[$key]}" udp; }; then
@@ -541,7 +561,7 @@ start_peer() {
         tail -5 "$WORK/$peer-$set-server.log" "$WORK/$peer-$set-client.log" >&2 || true
         return 1
     fi
-    if [[ $peer == onedoor ]]; then
+    if [[ $peer == onedoor* ]]; then
         # Its listeners open once the session is up; make sure it is.
         wait_for "$WORK/$peer-$set-client.log" 'tunnel session up' 10 "${CPID[$key]}" ||
             { log "onedoor ($set): no session"; return 1; }
@@ -743,6 +763,7 @@ describe() {
     case $1 in
         direct) echo "no tunnel" ;;
         onedoor) echo "${VERSION[onedoor]}: \`connect -L\` → \`serve --tunnel\`, TLS (encrypted)" ;;
+        onedoor-b) echo "${VERSION[onedoor-b]}: the same, side by side" ;;
         ssh) echo "${VERSION[ssh]:-OpenSSH}: \`ssh -L\` → sshd (encrypted)" ;;
         wstunnel-wss) echo "${VERSION[wstunnel-wss]:-wstunnel}: \`wss://\` (TLS, encrypted)" ;;
         wstunnel-ws) echo "${VERSION[wstunnel-ws]:-wstunnel}: \`ws://\` (unencrypted)" ;;

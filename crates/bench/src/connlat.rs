@@ -34,6 +34,11 @@ pub(crate) struct ConnlatArgs {
     /// Empty for a server-speaks-first (banner) backend.
     #[arg(long, default_value = crate::payload::DEFAULT)]
     payload: String,
+    /// Pause between connecting and sending (included in the measured
+    /// time): a client that writes a moment after its connect returned, as
+    /// one that first builds a TLS ClientHello does.
+    #[arg(long, default_value = "0s", value_parser = crate::parse_duration)]
+    think: Duration,
     /// Bound on each connect and each wait for the first reply byte.
     #[arg(long, default_value = "2s", value_parser = crate::parse_duration)]
     timeout: Duration,
@@ -54,7 +59,7 @@ pub(crate) fn run(args: ConnlatArgs) -> Result<()> {
         if start.elapsed() > args.deadline {
             break;
         }
-        if let Err(e) = one(args.addr, &payload, args.timeout) {
+        if let Err(e) = one(args.addr, &payload, args.think, args.timeout) {
             errors.add(error_kind(&e));
         }
     }
@@ -74,7 +79,7 @@ pub(crate) fn run(args: ConnlatArgs) -> Result<()> {
             truncated = true;
             break;
         }
-        match one(args.addr, &payload, args.timeout) {
+        match one(args.addr, &payload, args.think, args.timeout) {
             Ok(d) => samples.push(d.as_secs_f64() * 1e6),
             Err(e) => errors.add(error_kind(&e)),
         }
@@ -103,12 +108,20 @@ pub(crate) fn run(args: ConnlatArgs) -> Result<()> {
     Ok(())
 }
 
-/// One measured connection: connect, send, first reply byte, close.
-fn one(addr: SocketAddr, payload: &[u8], timeout: Duration) -> io::Result<Duration> {
+/// One measured connection: connect, (pause,) send, first reply byte, close.
+fn one(
+    addr: SocketAddr,
+    payload: &[u8],
+    think: Duration,
+    timeout: Duration,
+) -> io::Result<Duration> {
     let t0 = Instant::now();
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(timeout))?;
+    if !think.is_zero() {
+        std::thread::sleep(think);
+    }
     if !payload.is_empty() {
         s.write_all(payload)?;
     }

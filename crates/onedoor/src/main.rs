@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
+    tune_malloc();
     let matches = cli::Cli::command().get_matches();
     let args = match cli::Cli::from_arg_matches(&matches) {
         Ok(a) => a,
@@ -30,4 +31,18 @@ fn main() -> ExitCode {
         cli::Command::Lab(a) => cli::lab::run(a),
     };
     exit::report(outcome)
+}
+
+/// glibc's malloc gives buffers of 128 KiB and more back to the kernel at
+/// once and faults them in again on the next use: h2 and the tunnel's
+/// per-frame buffers (up to 1 MiB) paid 200-300 k page faults per 4 GB
+/// moved. Higher thresholds keep them in the heap (BENCHMARKS.md, tunnel).
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it runs first in
+    // main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+    }
 }

@@ -17,8 +17,10 @@ use onedoor_proto::spec::{BindAddr, HostPort};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use super::{open_tcp, ForwardError, Tunnel};
-use crate::tunnel::{join, OpenError};
+use bytes::Bytes;
+
+use super::{ForwardError, Tunnel};
+use crate::tunnel::{join, join_opening, JoinError, OpenError};
 
 /// The addresses a local forward listens on: loopback (both families where
 /// available), every interface, or what a name resolves to.
@@ -166,14 +168,24 @@ pub async fn run_local_tcp(
         let target = target.clone();
         tokio::spawn(async move {
             let first = super::already_sent(&sock);
-            match super::open_tcp_with(&tunnel, &target.host, target.port, first).await {
-                Ok(stream) => {
-                    tracing::debug!(%peer, %target, "forwarding");
-                    if let Err(e) = join(sock, stream).await {
-                        tracing::debug!(%peer, %target, "forward ended: {e}");
-                    }
-                }
-                Err(e) => log_failure(&format!("-L {peer} → {target}"), &e),
+            // The local client's bytes go out right behind the request, not
+            // a round trip later: most clients write as soon as they have
+            // connected.
+            let opening = match tunnel.session().await {
+                Ok(s) => s
+                    .start_tcp(&target.host, target.port, first)
+                    .await
+                    .map_err(ForwardError::from),
+                Err(e) => Err(e.into()),
+            };
+            let what = || format!("-L {peer} → {target}");
+            match opening {
+                Ok(stream) => match join_opening(sock, stream).await {
+                    Ok(_) => tracing::debug!(%peer, %target, "forward done"),
+                    Err(JoinError::Open(e)) => log_failure(&what(), &e.into()),
+                    Err(JoinError::Io(e)) => tracing::debug!(%peer, %target, "forward ended: {e}"),
+                },
+                Err(e) => log_failure(&what(), &e),
             }
         });
     }
@@ -360,10 +372,19 @@ pub async fn run_remote(
 /// `-W host:port`: stdin and stdout joined to one stream. Only the
 /// stream's bytes go to stdout.
 pub async fn run_stdio(tunnel: &Tunnel, target: &HostPort) -> Result<(), ForwardError> {
-    let stream = open_tcp(tunnel, &target.host, target.port).await?;
+    // Stdin goes out before the answer, as for `-L`.
+    let stream = tunnel
+        .session()
+        .await?
+        .start_tcp(&target.host, target.port, Bytes::new())
+        .await?;
     let io = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
-    if let Err(e) = join(io, stream).await {
-        tracing::debug!(%target, "-W ended: {e}");
+    match join_opening(io, stream).await {
+        Ok(_) => Ok(()),
+        Err(JoinError::Open(e)) => Err(e.into()),
+        Err(JoinError::Io(e)) => {
+            tracing::debug!(%target, "-W ended: {e}");
+            Ok(())
+        }
     }
-    Ok(())
 }

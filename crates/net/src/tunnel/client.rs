@@ -5,7 +5,9 @@
 //! clone).
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -207,54 +209,37 @@ impl Session {
         target: &str,
         first: Bytes,
     ) -> Result<(Answer, SendStream<Bytes>), OpenError> {
+        let (resp, send) = self.start(req, first).await?;
+        let answer = judge(self.clone(), resp, target.to_owned()).await?;
+        Ok((answer, send))
+    }
+
+    /// Send `req`, then `first` on its body (before the answer: the
+    /// destination gets it one round trip sooner; if the stream is refused,
+    /// the server drops it unread).
+    async fn start(
+        &self,
+        req: Request<()>,
+        first: Bytes,
+    ) -> Result<(ResponseFuture, SendStream<Bytes>), OpenError> {
         let (resp, mut send) = self.request(req).await?;
         if !first.is_empty() {
-            // Sent with the request, before the answer: the destination
-            // gets it one round trip sooner. If the stream is refused, the
-            // server drops it unread.
             send.send_data(first, false).map_err(|e| self.gone(&e))?;
         }
-        let resp = match resp.await {
-            Ok(r) => r,
-            Err(e) if e.is_reset() => {
-                return Err(OpenError::Protocol {
-                    target: target.to_owned(),
-                    what: format!("stream reset ({e})"),
-                })
-            }
-            Err(e) => return Err(self.gone(&e)),
-        };
-        let (parts, body) = resp.into_parts();
-        let answer = match parts.status {
-            StatusCode::OK => Answer::Ok(parts, body),
-            StatusCode::NOT_FOUND => Answer::NotFound,
-            StatusCode::FORBIDDEN => {
-                // The server's reason may already start with the target.
-                let reason = read_reason(body).await;
-                let reason = reason
-                    .strip_prefix(target)
-                    .and_then(|r| r.strip_prefix(": "))
-                    .map(str::to_owned)
-                    .unwrap_or(reason);
-                return Err(OpenError::Refused {
-                    target: target.to_owned(),
-                    reason,
-                });
-            }
-            StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => {
-                return Err(OpenError::Unreachable {
-                    target: target.to_owned(),
-                    reason: read_reason(body).await,
-                })
-            }
-            s => {
-                return Err(OpenError::Protocol {
-                    target: target.to_owned(),
-                    what: format!("status {s}"),
-                })
-            }
-        };
-        Ok((answer, send))
+        Ok((resp, send))
+    }
+
+    /// A `CONNECT host:port` request.
+    fn connect_request(host: &str, port: u16) -> Result<(Request<()>, String), OpenError> {
+        let target = authority(host, port);
+        let uri =
+            Uri::try_from(target.as_str()).map_err(|_| OpenError::BadTarget(target.clone()))?;
+        let req = Request::builder()
+            .method(Method::CONNECT)
+            .uri(uri)
+            .body(())
+            .map_err(|_| OpenError::BadTarget(target.clone()))?;
+        Ok((req, target))
     }
 
     /// Open a TCP stream to `host:port` (a name, resolved at the server, or
@@ -272,14 +257,7 @@ impl Session {
         port: u16,
         first: Bytes,
     ) -> Result<TunnelStream, OpenError> {
-        let target = authority(host, port);
-        let uri =
-            Uri::try_from(target.as_str()).map_err(|_| OpenError::BadTarget(target.clone()))?;
-        let req = Request::builder()
-            .method(Method::CONNECT)
-            .uri(uri)
-            .body(())
-            .map_err(|_| OpenError::BadTarget(target.clone()))?;
+        let (req, target) = Self::connect_request(host, port)?;
         match self.open(req, &target, first).await? {
             (Answer::Ok(_, recv), send) => Ok(TunnelStream::new(send, recv)),
             (Answer::NotFound, _) => Err(OpenError::Protocol {
@@ -287,6 +265,34 @@ impl Session {
                 what: "status 404".into(),
             }),
         }
+    }
+
+    /// Send a TCP stream's request (with `first`, as
+    /// [`Session::open_tcp_with`]) without waiting for the answer: the
+    /// returned [`OpeningStream`] may carry bytes at once, which the server
+    /// delivers once it has connected (see [`join_opening`]). A local
+    /// client that writes right after connecting saves a round trip.
+    ///
+    /// [`join_opening`]: super::join_opening
+    pub async fn start_tcp(
+        &self,
+        host: &str,
+        port: u16,
+        first: Bytes,
+    ) -> Result<OpeningStream, OpenError> {
+        let (req, target) = Self::connect_request(host, port)?;
+        let (resp, send) = self.start(req, first).await?;
+        let session = self.clone();
+        let answer = Box::pin(async move {
+            match judge(session, resp, target.clone()).await? {
+                Answer::Ok(_, recv) => Ok(recv),
+                Answer::NotFound => Err(OpenError::Protocol {
+                    target,
+                    what: "status 404".into(),
+                }),
+            }
+        });
+        Ok(OpeningStream { send, answer })
     }
 
     /// An extended CONNECT request.
@@ -357,6 +363,70 @@ impl Session {
             local_addr,
             target,
         })
+    }
+}
+
+/// Wait for the answer to a request and judge it: 200 is success, 403 a
+/// refusal by the allow-list, 502/504 an unreachable destination.
+async fn judge(
+    session: Session,
+    resp: ResponseFuture,
+    target: String,
+) -> Result<Answer, OpenError> {
+    let resp = match resp.await {
+        Ok(r) => r,
+        Err(e) if e.is_reset() => {
+            return Err(OpenError::Protocol {
+                target,
+                what: format!("stream reset ({e})"),
+            })
+        }
+        Err(e) => return Err(session.gone(&e)),
+    };
+    let (parts, body) = resp.into_parts();
+    match parts.status {
+        StatusCode::OK => Ok(Answer::Ok(parts, body)),
+        StatusCode::NOT_FOUND => Ok(Answer::NotFound),
+        StatusCode::FORBIDDEN => {
+            // The server's reason may already start with the target.
+            let reason = read_reason(body).await;
+            let reason = reason
+                .strip_prefix(target.as_str())
+                .and_then(|r| r.strip_prefix(": "))
+                .map(str::to_owned)
+                .unwrap_or(reason);
+            Err(OpenError::Refused { target, reason })
+        }
+        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => Err(OpenError::Unreachable {
+            target,
+            reason: read_reason(body).await,
+        }),
+        s => Err(OpenError::Protocol {
+            target,
+            what: format!("status {s}"),
+        }),
+    }
+}
+
+/// The answer a [`OpeningStream`] waits for: the stream's receiving half.
+pub(crate) type PendingAnswer =
+    Pin<Box<dyn Future<Output = Result<RecvStream, OpenError>> + Send + 'static>>;
+
+/// A TCP stream whose request has been sent and whose answer has not
+/// arrived yet ([`Session::start_tcp`]); hand it to [`join_opening`].
+/// Dropping it resets the stream.
+///
+/// [`join_opening`]: super::join_opening
+pub struct OpeningStream {
+    pub(crate) send: SendStream<Bytes>,
+    pub(crate) answer: PendingAnswer,
+}
+
+impl fmt::Debug for OpeningStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpeningStream")
+            .field("stream", &self.send.stream_id().as_u32())
+            .finish_non_exhaustive()
     }
 }
 

@@ -63,7 +63,7 @@ mod wire;
 mod tests;
 
 pub use error::{AuthRefusal, ConnectError, OpenError, SessionError};
-pub use stream::{join, Moved, TunnelStream};
+pub use stream::{join, join_opening, JoinError, Moved, TunnelStream};
 pub use udp::{UdpFlow, UdpReceiver, UdpSender};
 
 /// When to ping and when to give a silent peer up.

@@ -13,6 +13,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use h2::{RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::client::{OpeningStream, PendingAnswer};
+use super::error::OpenError;
+
 /// The first read buffer of a direction; it doubles while reads fill it, up
 /// to [`MAX_CHUNK`], so an interactive flow holds little and a bulk one
 /// moves big frames.
@@ -156,16 +159,90 @@ impl AsyncWrite for TunnelStream {
     }
 }
 
+/// Read buffers of bulk flows, set aside while h2 still holds bytes split
+/// off them or while their flow waits, for the next read of any flow: a
+/// bulk flow then reads into memory already faulted in instead of a fresh
+/// allocation (whose page faults cost more than the copy), and an idle flow
+/// still holds no buffer. Bounded: at most `spare::MAX` buffers of at most
+/// [`MAX_CHUNK`] each, for the whole process.
+mod spare {
+    use std::sync::{Mutex, MutexGuard};
+
+    use bytes::BytesMut;
+
+    /// How many buffers are kept.
+    pub(super) const MAX: usize = 8;
+
+    /// A set of spare buffers ([`SPARE`] is the process's).
+    pub(super) struct Spare(Mutex<Vec<BytesMut>>);
+
+    pub(super) static SPARE: Spare = Spare::new();
+
+    impl Spare {
+        pub(super) const fn new() -> Self {
+            Spare(Mutex::new(Vec::new()))
+        }
+
+        fn lock(&self) -> MutexGuard<'_, Vec<BytesMut>> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner())
+        }
+
+        /// How many buffers are set aside now.
+        #[cfg(test)]
+        pub(super) fn len(&self) -> usize {
+            self.lock().len()
+        }
+
+        /// A buffer with room for `chunk` bytes: a spare one that is no
+        /// longer shared, or a new one.
+        pub(super) fn take(&self, chunk: usize) -> BytesMut {
+            if chunk > super::MIN_CHUNK {
+                let mut s = self.lock();
+                if let Some(i) = s.iter_mut().position(|b| b.try_reclaim(chunk)) {
+                    return s.swap_remove(i);
+                }
+            }
+            BytesMut::with_capacity(chunk)
+        }
+
+        /// Set `buf` aside, if its flow reads big chunks (`chunk`); the
+        /// oldest spare goes when there are too many.
+        pub(super) fn put(&self, buf: BytesMut, chunk: usize) {
+            if chunk <= super::MIN_CHUNK {
+                return;
+            }
+            let mut s = self.lock();
+            if s.len() >= MAX {
+                s.remove(0);
+            }
+            s.push(buf);
+        }
+    }
+}
+
 /// Socket → stream.
 struct Up {
     pending: Bytes,
     buf: BytesMut,
+    /// Whether `buf` holds (a share of) an allocation.
+    allocated: bool,
     chunk: usize,
     done: bool,
     total: u64,
 }
 
 impl Up {
+    fn new(done: bool) -> Self {
+        Up {
+            pending: Bytes::new(),
+            buf: BytesMut::new(),
+            allocated: false,
+            chunk: MIN_CHUNK,
+            done,
+            total: 0,
+        }
+    }
+
     fn poll<S: AsyncRead + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
@@ -182,16 +259,22 @@ impl Up {
             if self.done {
                 return Poll::Ready(Ok(()));
             }
-            // One buffer, reused: once h2 has written out (and dropped) what
-            // was split off it, `reserve` takes the same memory back instead
-            // of faulting in fresh pages for every read. An idle flow holds
-            // none: a read that finds nothing lets it go.
-            if self.buf.capacity() < self.chunk {
-                self.buf.reserve(self.chunk);
+            // Memory already faulted in, reused: this flow's buffer once h2
+            // has written out (and dropped) what was split off it, or a
+            // spare one. A fresh allocation per read costs more in page
+            // faults than the copy itself.
+            if self.buf.capacity() < self.chunk && !self.buf.try_reclaim(self.chunk) {
+                let old = std::mem::replace(&mut self.buf, spare::SPARE.take(self.chunk));
+                if std::mem::replace(&mut self.allocated, true) {
+                    spare::SPARE.put(old, self.chunk);
+                }
             }
             let n = match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut self.buf) {
                 Poll::Pending => {
-                    self.buf = BytesMut::new();
+                    // An idle flow holds no buffer.
+                    if std::mem::replace(&mut self.allocated, false) {
+                        spare::SPARE.put(std::mem::take(&mut self.buf), self.chunk);
+                    }
                     return Poll::Pending;
                 }
                 Poll::Ready(r) => r?,
@@ -220,6 +303,16 @@ struct Down {
 }
 
 impl Down {
+    fn new(first: Bytes) -> Self {
+        Down {
+            chunk: first,
+            eof: false,
+            done: false,
+            unflushed: false,
+            total: 0,
+        }
+    }
+
     fn poll<S: AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
@@ -273,21 +366,67 @@ pub struct Moved {
     pub down: u64,
 }
 
-/// The future of [`join`].
+/// Why a [`join_opening`] ended without finishing.
+#[derive(Debug)]
+pub enum JoinError {
+    /// The stream was not opened: refused by the allow-list, destination
+    /// unreachable, or the session went away before the answer.
+    Open(OpenError),
+    /// The stream was open; copying failed (or the stream was reset).
+    Io(io::Error),
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Open(e) => e.fmt(f),
+            JoinError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+/// The future of [`join`] and [`join_opening`].
 struct Join<S> {
     io: S,
     send: SendStream<Bytes>,
-    recv: RecvStream,
+    /// Until the answer has come: the stream→socket direction waits for it.
+    answer: Option<PendingAnswer>,
+    recv: Option<RecvStream>,
     up: Up,
     down: Down,
+    /// The socket→stream direction failed before the answer came: the
+    /// answer (a refusal, most likely) is the better report.
+    up_failed: Option<io::Error>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Join<S> {
+    fn fail(&mut self, e: JoinError) -> Poll<Result<Moved, JoinError>> {
+        self.send.send_reset(h2::Reason::CANCEL);
+        Poll::Ready(Err(e))
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Future for Join<S> {
-    type Output = io::Result<Moved>;
+    type Output = Result<Moved, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let up = if this.up.done && this.up.pending.is_empty() {
+        if let Some(answer) = &mut this.answer {
+            match answer.as_mut().poll(cx) {
+                Poll::Ready(Ok(recv)) => {
+                    this.answer = None;
+                    this.recv = Some(recv);
+                    if let Some(e) = this.up_failed.take() {
+                        return this.fail(JoinError::Io(e));
+                    }
+                }
+                Poll::Ready(Err(e)) => return this.fail(JoinError::Open(e)),
+                Poll::Pending => {}
+            }
+        }
+        let up = if this.up_failed.is_some() || (this.up.done && this.up.pending.is_empty()) {
             Poll::Ready(Ok(()))
         } else {
             match this.up.poll(cx, &mut this.io, &mut this.send) {
@@ -303,16 +442,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Join<S> {
                 r => r,
             }
         };
+        let Some(recv) = &mut this.recv else {
+            // Still waiting for the answer (polled above): bytes from the
+            // socket go ahead; an error waits for the answer's verdict.
+            if let Poll::Ready(Err(e)) = up {
+                this.up_failed = Some(e);
+            }
+            return Poll::Pending;
+        };
         let down = if this.down.done {
             Poll::Ready(Ok(()))
         } else {
-            this.down.poll(cx, &mut this.io, &mut this.recv)
+            this.down.poll(cx, &mut this.io, recv)
         };
         match (up, down) {
-            (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => {
-                this.send.send_reset(h2::Reason::CANCEL);
-                Poll::Ready(Err(e))
-            }
+            (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => this.fail(JoinError::Io(e)),
             (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => Poll::Ready(Ok(Moved {
                 up: this.up.total,
                 down: this.down.total,
@@ -335,6 +479,29 @@ where
     join_parts(io, send, recv, rx, write_closed).await
 }
 
+/// [`join`] for a stream whose answer has not come yet
+/// ([`Session::start_tcp`]): bytes from the socket go into the stream at
+/// once (the server delivers them once it has connected), bytes from the
+/// stream once the answer said yes. A refusal (or any other failed
+/// answer) is [`JoinError::Open`], even if the socket's side failed first.
+///
+/// [`Session::start_tcp`]: super::client::Session::start_tcp
+pub async fn join_opening<S>(io: S, stream: OpeningStream) -> Result<Moved, JoinError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    Join {
+        io,
+        send: stream.send,
+        answer: Some(stream.answer),
+        recv: None,
+        up: Up::new(false),
+        down: Down::new(Bytes::new()),
+        up_failed: None,
+    }
+    .await
+}
+
 /// [`join`] on the parts of a server-side stream.
 pub(crate) async fn join_parts<S>(
     io: S,
@@ -346,24 +513,58 @@ pub(crate) async fn join_parts<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    Join {
+    let joined = Join {
         io,
         send,
-        recv,
-        up: Up {
-            pending: Bytes::new(),
-            buf: BytesMut::new(),
-            chunk: MIN_CHUNK,
-            done: write_closed,
-            total: 0,
-        },
-        down: Down {
-            chunk: rx,
-            eof: false,
-            done: false,
-            unflushed: false,
-            total: 0,
-        },
+        answer: None,
+        recv: Some(recv),
+        up: Up::new(write_closed),
+        down: Down::new(rx),
+        up_failed: None,
     }
-    .await
+    .await;
+    joined.map_err(|e| match e {
+        JoinError::Io(e) => e,
+        // No answer to wait for: cannot happen; said as an error anyway.
+        JoinError::Open(e) => io::Error::other(e),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::{BufMut, BytesMut};
+
+    use super::spare::{Spare, MAX};
+    use super::{MAX_CHUNK, MIN_CHUNK};
+
+    #[test]
+    fn spare_buffers_are_reused_once_no_longer_shared() {
+        let spare = Spare::new();
+        let chunk = 4 * MIN_CHUNK;
+        let mut buf = BytesMut::with_capacity(chunk);
+        let base = buf.as_ptr() as usize;
+        buf.put_bytes(1, chunk);
+        // h2 still holds what was read.
+        let in_flight = buf.split().freeze();
+        spare.put(buf, chunk);
+        // Shared: not taken (a new buffer instead).
+        let other = spare.take(chunk);
+        assert_ne!(other.as_ptr() as usize, base);
+        drop(in_flight);
+        // Written out and dropped: the same memory comes back.
+        let again = spare.take(chunk);
+        assert_eq!(again.as_ptr() as usize, base);
+        assert!(again.capacity() >= chunk);
+    }
+
+    #[test]
+    fn small_flows_keep_nothing_aside_and_the_spares_are_bounded() {
+        let spare = Spare::new();
+        spare.put(BytesMut::with_capacity(MIN_CHUNK), MIN_CHUNK);
+        assert_eq!(spare.len(), 0);
+        for _ in 0..3 * MAX {
+            spare.put(BytesMut::with_capacity(MAX_CHUNK), MAX_CHUNK);
+        }
+        assert_eq!(spare.len(), MAX);
+    }
 }

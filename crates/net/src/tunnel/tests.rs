@@ -800,3 +800,105 @@ async fn held_streams_memory_and_open_latency() {
         pct(&direct, 99)
     );
 }
+
+/// A connected loopback pair: (the local client's end, the forward's end).
+async fn tcp_pair() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    let (s, _) = l.accept().await.unwrap();
+    (c, s)
+}
+
+#[tokio::test]
+async fn opening_stream_carries_bytes_sent_before_the_answer() {
+    let echo = echo_server().await;
+    let (session, _server) = session(&format!("127.0.0.1:{}", echo.port())).await;
+    let (mut local, fwd) = tcp_pair().await;
+    // Written before the request even leaves: it must arrive, in order,
+    // behind `first`.
+    local.write_all(b" and more").await.unwrap();
+    local.shutdown().await.unwrap();
+    let opening = session
+        .start_tcp(
+            "127.0.0.1",
+            echo.port(),
+            bytes::Bytes::from_static(b"first"),
+        )
+        .await
+        .unwrap();
+    let joined = tokio::spawn(super::join_opening(fwd, opening));
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), local.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"first and more");
+    let moved = joined.await.unwrap().unwrap();
+    assert_eq!(moved.up, b" and more".len() as u64);
+    assert_eq!(moved.down, got.len() as u64);
+}
+
+#[tokio::test]
+async fn opening_stream_refused_while_sending_reports_the_refusal() {
+    let (forbidden, hits) = counting_server().await;
+    let (session, _server) = session("127.0.0.1:1").await;
+    let (mut local, fwd) = tcp_pair().await;
+    let opening = session
+        .start_tcp("127.0.0.1", forbidden.port(), bytes::Bytes::new())
+        .await
+        .unwrap();
+    let joined = tokio::spawn(super::join_opening(fwd, opening));
+    // Keep writing while the server says no (bounded: 8 MiB, then EOF).
+    let writer = tokio::spawn(async move {
+        let chunk = vec![7u8; 64 << 10];
+        for _ in 0..128 {
+            if local.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = local.shutdown().await;
+        let mut rest = Vec::new();
+        let _ = local.read_to_end(&mut rest).await;
+    });
+    let err = tokio::time::timeout(Duration::from_secs(10), joined)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    match err {
+        super::JoinError::Open(OpenError::Refused { target, .. }) => {
+            assert_eq!(target, format!("127.0.0.1:{}", forbidden.port()));
+        }
+        e => panic!("expected the allow-list's refusal, got {e:?}"),
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the server connected anyway"
+    );
+    // The session is unharmed.
+    assert!(session.ended().is_none());
+}
+
+#[tokio::test]
+async fn opening_stream_to_an_unreachable_destination_is_an_open_error() {
+    let (session, _server) = session("127.0.0.1:*").await;
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (_local, fwd) = tcp_pair().await;
+    let opening = session
+        .start_tcp("127.0.0.1", port, bytes::Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), super::join_opening(fwd, opening))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, super::JoinError::Open(OpenError::Unreachable { .. })),
+        "{err:?}"
+    );
+}
