@@ -39,8 +39,12 @@
 # Knobs (environment variables; defaults in brackets):
 #   DURATION   seconds per iperf3 run                                   [5]
 #   ROUNDS     rounds over all peers                                    [3]
-#   PEERS      subset/order of: direct onedoor ssh wstunnel-wss wstunnel-ws
-#              rathole onedoor-b                   [all but onedoor-b]
+#   PEERS      subset/order of: direct onedoor onedoor-wss onedoor-ws ssh
+#              wstunnel-wss wstunnel-ws rathole onedoor-b
+#              [all but onedoor-b]. onedoor-wss / onedoor-ws: the same
+#              connect and serve over `--transport wss` (the outer TLS is
+#              serve's own, verified: one layer) and `--transport ws`
+#              (plain HTTP outside, the session in the inner TLS layer)
 #   ONEDOOR_B_BIN  onedoor-b: a second onedoor, side by side with the first
 #              (an A/B of two builds, or of one build in two settings)
 #                                                      [$ONEDOOR_BIN]
@@ -78,7 +82,7 @@ cd "$ROOT"
 UDP_LEN=${UDP_LEN-1400}
 : "${WSTUNNEL:=}" "${RATHOLE:=}"
 : "${PORT_BASE:=12000}" "${BUILD:=1}" "${ONEDOOR_BIN:=target/release/onedoor}" "${OUT_DIR:=bench/out}"
-ALL_PEERS="direct onedoor ssh wstunnel-wss wstunnel-ws rathole onedoor-b"
+ALL_PEERS="direct onedoor onedoor-wss onedoor-ws ssh wstunnel-wss wstunnel-ws rathole onedoor-b"
 : "${PEERS:=direct onedoor ssh wstunnel-wss wstunnel-ws rathole}"
 : "${ONEDOOR_B_BIN:=$ONEDOOR_BIN}" "${ONEDOOR_B_ENV:=}"
 if [[ -z "${NETNS:-}" ]]; then
@@ -462,8 +466,9 @@ start_peer() {
     d="$WORK/$peer-$set"
     mkdir -p "$d"
     case $peer in
-        onedoor | onedoor-b)
-            local bin=$ONEDOOR_BIN envw=()
+        onedoor | onedoor-b | onedoor-wss | onedoor-ws)
+            local bin=$ONEDOOR_BIN envw=() tr=()
+            [[ $peer == onedoor-ws* ]] && tr=(--transport "${peer#onedoor-}")
             if [[ $peer == onedoor-b ]]; then
                 bin=$ONEDOOR_B_BIN
                 # shellcheck disable=SC2206 # NAME=VALUE words, split on purpose
@@ -472,7 +477,7 @@ start_peer() {
             "$bin" init --state-dir "$d/state" --name "$LO" --port "$door" >"$d/key" 2>"$d/init.log" ||
                 { log "$peer init failed: $(tail -3 "$d/init.log")"; return 1; }
             scmd=("${envw[@]}" "$bin" serve -l "$LO:$door" --state-dir "$d/state" --tunnel)
-            ccmd=("${envw[@]}" "$bin" connect "$(cat "$d/key")" -L "$LO:$front:$LO:$back")
+            ccmd=("${envw[@]}" "$bin" connect "$(cat "$d/key")" "${tr[@]}" -L "$LO:$front:$LO:$back")
             [[ $udp == 1 ]] && ccmd+=(-L "udp/$LO:$front:$LO:$back")
             ;;
         ssh)
@@ -764,6 +769,8 @@ describe() {
         direct) echo "no tunnel" ;;
         onedoor) echo "${VERSION[onedoor]}: \`connect -L\` → \`serve --tunnel\`, TLS (encrypted)" ;;
         onedoor-b) echo "${VERSION[onedoor-b]}: the same, side by side" ;;
+        onedoor-wss) echo "${VERSION[onedoor]}: the same over \`--transport wss\` (WebSocket in serve's own TLS: one layer)" ;;
+        onedoor-ws) echo "${VERSION[onedoor]}: the same over \`--transport ws\` (plain HTTP outside, the inner TLS layer inside)" ;;
         ssh) echo "${VERSION[ssh]:-OpenSSH}: \`ssh -L\` → sshd (encrypted)" ;;
         wstunnel-wss) echo "${VERSION[wstunnel-wss]:-wstunnel}: \`wss://\` (TLS, encrypted)" ;;
         wstunnel-ws) echo "${VERSION[wstunnel-ws]:-wstunnel}: \`ws://\` (unencrypted)" ;;
