@@ -17,6 +17,10 @@
 //!   with the server's fingerprint), port lists, and the port-state
 //!   classification.
 //! - [`rate`]: the per-IP connection rate limiter (token buckets, time passed in).
+//! - [`replay`]: the memory of recent nonces behind probe hellos and
+//!   WebSocket tickets (each admitted once, while fresh).
+//! - [`http_connect`]: HTTP CONNECT proxies: their URLs, `NO_PROXY`, the
+//!   request and the reply.
 //! - [`report`]: `onedoor probe`'s result rendered as the stderr table, JSON
 //!   and the one-page HTML picture.
 
@@ -25,6 +29,7 @@ pub mod http_connect;
 pub mod probe;
 pub mod proxy_proto;
 pub mod rate;
+pub mod replay;
 pub mod report;
 pub mod route;
 pub mod sniff;

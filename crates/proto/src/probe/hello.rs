@@ -12,7 +12,6 @@
 //! Everything is a pure function: the nonce, the run id and the time are
 //! arguments; signing goes through the [`Signer`] trait.
 
-use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use hmac::{Hmac, Mac};
@@ -20,6 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::proxy_proto;
+use crate::replay::{NonceGuard, NotAdmitted, WhenFull};
 use crate::sniff::{tls, Protocol, Verdict};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -709,61 +709,39 @@ pub const DEFAULT_REPLAY_CAPACITY: usize = 1 << 18;
 /// soonest is forgotten. Only a holder of the fingerprint can fill it, and
 /// then only replays of the forgotten hellos get through.
 #[derive(Debug, Clone)]
-pub struct ReplayGuard {
-    max_skew: u64,
-    capacity: usize,
-    by_nonce: HashMap<[u8; NONCE_LEN], u64>,
-    by_expiry: BTreeSet<(u64, [u8; NONCE_LEN])>,
-}
+pub struct ReplayGuard(NonceGuard<NONCE_LEN>);
 
 impl ReplayGuard {
     /// A guard allowing `max_skew_secs` of clock difference and remembering
     /// at most `capacity` nonces (at least one).
     pub fn new(max_skew_secs: u64, capacity: usize) -> Self {
-        ReplayGuard {
-            max_skew: max_skew_secs,
-            capacity: capacity.max(1),
-            by_nonce: HashMap::new(),
-            by_expiry: BTreeSet::new(),
-        }
+        ReplayGuard(NonceGuard::new(
+            max_skew_secs,
+            capacity,
+            WhenFull::ForgetOldest,
+        ))
     }
 
     /// Admit `hello` at `now_unix` (serve's clock, seconds since the epoch)?
     /// Serve calls this after the hello opened and before replying; a
     /// refused hello gets no answer at all.
     pub fn admit(&mut self, hello: &Hello, now_unix: u64) -> Result<(), Refused> {
-        if now_unix.abs_diff(hello.unix_secs) > self.max_skew {
-            return Err(Refused::Stale);
-        }
-        while let Some(&(expiry, nonce)) = self.by_expiry.first() {
-            if expiry >= now_unix {
-                break;
-            }
-            self.by_expiry.pop_first();
-            self.by_nonce.remove(&nonce);
-        }
-        if self.by_nonce.contains_key(&hello.nonce) {
-            return Err(Refused::Replayed);
-        }
-        if self.by_nonce.len() >= self.capacity {
-            if let Some((_, nonce)) = self.by_expiry.pop_first() {
-                self.by_nonce.remove(&nonce);
-            }
-        }
-        let expiry = hello.unix_secs.saturating_add(self.max_skew);
-        self.by_nonce.insert(hello.nonce, expiry);
-        self.by_expiry.insert((expiry, hello.nonce));
-        Ok(())
+        self.0
+            .admit(hello.nonce, hello.unix_secs, now_unix)
+            .map_err(|e| match e {
+                NotAdmitted::Replayed => Refused::Replayed,
+                NotAdmitted::Stale | NotAdmitted::Full => Refused::Stale,
+            })
     }
 
     /// How many nonces are remembered.
     pub fn len(&self) -> usize {
-        self.by_nonce.len()
+        self.0.len()
     }
 
     /// Nothing remembered?
     pub fn is_empty(&self) -> bool {
-        self.by_nonce.is_empty()
+        self.0.is_empty()
     }
 }
 
@@ -1008,7 +986,8 @@ mod tests {
                 if what == "hello" && pos < NONCE_LEN {
                     continue; // the nonce is the test's own counter
                 }
-                let distinct: BTreeSet<u8> = msgs.iter().map(|m| m[pos]).collect();
+                let distinct: std::collections::BTreeSet<u8> =
+                    msgs.iter().map(|m| m[pos]).collect();
                 assert!(
                     distinct.len() > 150,
                     "{what} byte {pos}: {} values",
@@ -1269,6 +1248,11 @@ mod tests {
         assert_eq!(g.admit(&h, NOW), Err(Refused::Replayed));
         assert_eq!(g.admit(&h, NOW + 600), Err(Refused::Replayed));
         assert_eq!(g.admit(&h, NOW + 601), Err(Refused::Stale));
+        // A clock that stepped back does not re-open a forgotten nonce.
+        assert_eq!(g.admit(&h, NOW), Err(Refused::Stale));
+        // A hello from a clock ahead of serve's, within the skew.
+        let mut g = ReplayGuard::new(600, 3);
+        assert_eq!(g.admit(&h, NOW), Ok(()));
         let early = Hello {
             nonce: [16; NONCE_LEN],
             ..h
@@ -1306,7 +1290,9 @@ mod tests {
         assert_eq!(g.admit(&b, NOW), Err(Refused::Replayed));
         assert_eq!(g.admit(&c, NOW), Err(Refused::Replayed));
         assert_eq!(g.admit(&a, NOW), Ok(()), "a was forgotten");
-        assert_eq!(ReplayGuard::new(1, 0).capacity, 1);
+        let mut one = ReplayGuard::new(1, 0);
+        assert_eq!(one.admit(&h, NOW), Ok(()), "capacity 0 still remembers one");
+        assert_eq!(one.len(), 1);
     }
 
     fn any_hello(kind: impl Strategy<Value = HelloKind>) -> impl Strategy<Value = Hello> {

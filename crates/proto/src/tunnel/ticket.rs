@@ -25,7 +25,6 @@
 //!
 //! Pure: time comes in as arguments, randomness (the nonce) from the caller.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -33,6 +32,8 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::replay::{NonceGuard, WhenFull};
 
 /// The length of a ticket in bytes.
 pub const TICKET_LEN: usize = 32;
@@ -293,61 +294,36 @@ pub fn request_path(prefix: &str, ticket_text: &str) -> String {
 /// already have forgotten (judged by the latest `now` it was given) stay
 /// refused, so a step back never re-opens a replay.
 #[derive(Debug, Clone)]
-pub struct TicketGuard {
-    window: u64,
-    cap: usize,
-    /// The latest `now` seen.
-    high_water: u64,
-    by_nonce: BTreeMap<[u8; NONCE_LEN], u64>,
-    by_expiry: BTreeSet<(u64, [u8; NONCE_LEN])>,
-}
+pub struct TicketGuard(NonceGuard<NONCE_LEN>);
 
 impl TicketGuard {
     /// A guard accepting tickets within `window_secs` of the clock and
     /// remembering at most `cap` nonces (`cap` 0 refuses everything).
     pub fn new(window_secs: u32, cap: usize) -> Self {
-        TicketGuard {
-            window: u64::from(window_secs),
+        TicketGuard(NonceGuard::new(
+            u64::from(window_secs),
             cap,
-            high_water: 0,
-            by_nonce: BTreeMap::new(),
-            by_expiry: BTreeSet::new(),
-        }
+            WhenFull::Refuse,
+        ))
     }
 
     /// Admit `t` at `now_unix` (serve's clock, seconds since the epoch)?
     /// Call it after the ticket opened; `false` means: a replay, a stale or
     /// future ticket, or a full guard — treat the request as a stranger's.
     pub fn admit(&mut self, t: &Ticket, now_unix: u64) -> bool {
-        self.high_water = self.high_water.max(now_unix);
-        let secs = u64::from(t.unix_secs);
-        let expiry = secs + self.window;
-        if expiry < self.high_water || secs > now_unix.saturating_add(self.window) {
-            return false;
-        }
-        while let Some(&(exp, nonce)) = self.by_expiry.first() {
-            if exp >= self.high_water {
-                break;
-            }
-            self.by_expiry.pop_first();
-            self.by_nonce.remove(&nonce);
-        }
-        if self.by_nonce.contains_key(&t.nonce) || self.by_nonce.len() >= self.cap {
-            return false;
-        }
-        self.by_nonce.insert(t.nonce, expiry);
-        self.by_expiry.insert((expiry, t.nonce));
-        true
+        self.0
+            .admit(t.nonce, u64::from(t.unix_secs), now_unix)
+            .is_ok()
     }
 
     /// How many nonces are remembered.
     pub fn len(&self) -> usize {
-        self.by_nonce.len()
+        self.0.len()
     }
 
     /// Nothing remembered?
     pub fn is_empty(&self) -> bool {
-        self.by_nonce.is_empty()
+        self.0.is_empty()
     }
 }
 
