@@ -35,6 +35,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=lib.sh source-path=SCRIPTDIR disable=SC1091
+source "$ROOT/bench/lib.sh"
 
 : "${PROBE_FLAGS:=--timeout 500ms --concurrency 16384 --rate 50000/s}"
 : "${ROUNDS:=3}" "${NMAP:=1}" "${INSTANCE:=250}" "${BUILD:=1}"
@@ -84,13 +86,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Wait (bounded) until FILE contains TEXT.
-wait_for() { # FILE TEXT SECONDS WHAT
-    local i
-    for ((i = 0; i < $3 * 10; i++)); do
-        grep -q -- "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
+# Wait (bounded; lib.sh's wait_for, which also stops waiting when PID has
+# exited) until FILE contains TEXT, else say so and exit.
+wait_or_exit() { # FILE TEXT SECONDS WHAT PID
+    wait_for "$1" "$2" "$3" "$5" && return 0
     echo "$4 did not happen within $3 s; see $1" >&2
     exit 1
 }
@@ -98,7 +97,7 @@ wait_for() { # FILE TEXT SECONDS WHAT
 echo "== building the lab (policy web, instance $INSTANCE)" >&2
 "$BIN" lab --bare --policy web --instance "$INSTANCE" >"$OUT/lab.log" 2>&1 &
 LAB_PID=$!
-wait_for "$OUT/lab.log" "The lab stays up" 20 "the lab"
+wait_or_exit "$OUT/lab.log" "The lab stays up" 20 "the lab" "$LAB_PID"
 
 echo "== onedoor init and serve --reflect tcp:1-65535 in $INTERNET" >&2
 "$BIN" init --state-dir "$STATE/id" --name "$IP" >"$STATE/key" 2>"$OUT/init.log"
@@ -107,7 +106,7 @@ FP=$(sed -n 's/.*[?&]fp=\([^&]*\).*/\1/p' "$STATE/key")
 ip netns exec "$INTERNET" "$BIN" serve -l "$IP:443" --state-dir "$STATE/id" \
     --reflect 'tcp:1-65535' --drain-timeout 100ms >"$OUT/serve.log" 2>&1 &
 SERVE_PID=$!
-wait_for "$OUT/serve.log" "answering probe hellos" 20 "serve --reflect"
+wait_or_exit "$OUT/serve.log" "answering probe hellos" 20 "serve --reflect" "$SERVE_PID"
 
 # Fields of a `/usr/bin/time -v` file: wall seconds and max RSS (KiB).
 time_fields() {

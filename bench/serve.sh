@@ -50,249 +50,38 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=lib.sh source-path=SCRIPTDIR disable=SC1091
+source "$ROOT/bench/lib.sh"
 
 : "${DURATION:=5}" "${ROUNDS:=3}" "${LAT_COUNT:=2000}" "${HOLD:=10000}" "${HOLD_SSLH:=1000}"
 : "${PAYLOAD:=GET / HTTP/1.1\r\nHost: bench\r\n\r\n}"
 : "${PORT_BASE:=10000}" "${BUILD:=1}" "${SERVE_BIN:=target/release/onedoor}" "${OUT_DIR:=bench/out}"
 ALL_PEERS="direct serve serve-sniff sslh-fork sslh-select haproxy haproxy-splice haproxy-splice-always socat"
 : "${PEERS:=$ALL_PEERS}"
-if [[ -z "${NETNS:-}" ]]; then
-    if [[ $(id -u) == 0 ]]; then NETNS=1; else NETNS=0; fi
-fi
-BENCH_BIN=target/release/onedoor-bench
+NETNS=${NETNS:-$(default_netns)}
 export PAYLOAD DURATION ROUNDS LAT_COUNT HOLD HOLD_SSLH PORT_BASE BUILD SERVE_BIN OUT_DIR PEERS NETNS
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-for v in DURATION ROUNDS LAT_COUNT HOLD HOLD_SSLH PORT_BASE; do
-    [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, not '${!v}'"
-done
+require_whole DURATION ROUNDS LAT_COUNT HOLD HOLD_SSLH PORT_BASE
 [[ $DURATION -ge 1 && $ROUNDS -ge 1 ]] || die "DURATION and ROUNDS must be at least 1"
-for p in $PEERS; do
-    [[ " $ALL_PEERS " == *" $p "* ]] || die "unknown peer '$p' in PEERS (known: $ALL_PEERS)"
-done
-
-# finish: copy the report next to its logs' directory and print it (done by
-# the top-level process only).
-finish() {
-    if [[ -n "${SUDO_USER:-}" && "${SUDO_USER}" != root ]]; then
-        chown -R "$SUDO_USER": "$ROOT/$OUT_DIR" 2>/dev/null || true
-    fi
-    if [[ -f $WORK/report.md ]]; then
-        cp "$WORK/report.md" "$ROOT/$OUT_DIR/serve-$STAMP.md"
-        echo
-        cat "$WORK/report.md"
-        echo
-        log "report: $OUT_DIR/serve-$STAMP.md   logs and raw data: $OUT_DIR/serve-$STAMP/"
-    fi
-}
+require_known_peers
 
 # ---------------------------------------------------------------------------
-# Outer part: build, create the namespace, run the inner part inside it.
+# Outer part: build, create the namespace, run the inner part inside it
+# (bench_outer, in lib.sh).
 # ---------------------------------------------------------------------------
-ODBENCH_TOP=
 if [[ -z "${ODBENCH_INNER:-}" ]]; then
-    STAMP=$(date -u +%Y-%m-%d-%H%M%S)
     CMDLINE="DURATION=$DURATION ROUNDS=$ROUNDS PEERS='$PEERS' LAT_COUNT=$LAT_COUNT HOLD=$HOLD HOLD_SSLH=$HOLD_SSLH NETNS=$NETNS"
     [[ $SERVE_BIN == target/release/onedoor ]] || CMDLINE+=" SERVE_BIN=$SERVE_BIN"
     [[ $PORT_BASE == 10000 ]] || CMDLINE+=" PORT_BASE=$PORT_BASE"
-    # shellcheck disable=SC2089 # CMDLINE is text to show, never run
-    [[ $PAYLOAD == 'GET / HTTP/1.1\r\nHost: bench\r\n\r\n' ]] || CMDLINE+=" PAYLOAD='$PAYLOAD'"
-    if [[ $(id -u) == 0 ]]; then CMDLINE="sudo $CMDLINE bench/serve.sh"; else CMDLINE="$CMDLINE bash bench/serve.sh"; fi
-    log "command: $CMDLINE"
-
-    command -v jq >/dev/null || die "jq is missing (apt-get install jq)"
-    command -v ss >/dev/null || die "ss is missing (apt-get install iproute2)"
-    command -v ps >/dev/null || die "ps is missing (apt-get install procps)"
-
-    if [[ $BUILD == 1 ]]; then
-        build="cargo build --release -p onedoor -p onedoor-bench"
-        log "$build"
-        if [[ -n "${SUDO_USER:-}" && "${SUDO_USER}" != root ]]; then
-            # Build as the invoking user: their toolchain, their target/ ownership.
-            sudo -u "$SUDO_USER" -i bash -c "cd '$ROOT' && $build" || die "build failed"
-        else
-            $build || die "build failed"
-        fi
-    fi
-    [[ -x $BENCH_BIN ]] || die "$BENCH_BIN is missing (run with BUILD=1)"
-
-    WORK="$ROOT/$OUT_DIR/serve-$STAMP"
-    mkdir -p "$WORK"
-    # shellcheck disable=SC2090
-    export WORK STAMP CMDLINE ODBENCH_INNER=1
-
-    if [[ $NETNS == 1 ]]; then
-        [[ $(id -u) == 0 ]] || die "NETNS=1 needs root (or run with NETNS=0)"
-        NS="odbench-$$"
-        INNER=
-        # shellcheck disable=SC2317 # called by the trap
-        outer_cleanup() {
-            local pids i
-            if [[ -n $INNER ]] && kill -0 "$INNER" 2>/dev/null; then
-                kill -TERM "$INNER" 2>/dev/null || true
-                for ((i = 0; i < 50; i++)); do
-                    kill -0 "$INNER" 2>/dev/null || break
-                    sleep 0.1
-                done
-            fi
-            # Whatever is left in the namespace was started by this script.
-            pids=$(ip netns pids "$NS" 2>/dev/null || true)
-            if [[ -n $pids ]]; then
-                # shellcheck disable=SC2086
-                kill -KILL $pids 2>/dev/null || true
-            fi
-            ip netns del "$NS" 2>/dev/null || true
-        }
-        trap outer_cleanup EXIT
-        trap 'exit 130' INT TERM
-        ip netns add "$NS" || die "ip netns add $NS failed"
-        log "network namespace $NS (removed on exit)"
-        status=0
-        # In the background, so a signal reaches our trap at once.
-        ip netns exec "$NS" bash "$ROOT/bench/serve.sh" &
-        INNER=$!
-        wait "$INNER" || status=$?
-        INNER=
-        finish
-        exit "$status"
-    fi
-    log "NETNS=0: running on the host's loopback"
-    ODBENCH_TOP=1
+    bench_outer serve odbench
 fi
 
 # ---------------------------------------------------------------------------
 # Inner part: runs inside the namespace (or on the host with NETNS=0).
 # ---------------------------------------------------------------------------
-LO=127.0.0.1
-IPERF_PORT=$((PORT_BASE + 1))
-ECHO_PORT=$((PORT_BASE + 100))
+inner_setup 5
 SSLH_LIMITED_PORT=$((PORT_BASE + 200))
 DEAD=$LO:9 # backend of routes that must never match (nothing listens there)
-
-if [[ $NETNS == 1 ]]; then
-    ip link set lo up
-    # Namespaced sysctl, this namespace only: more ephemeral ports for the
-    # latency runs' TIME_WAITs plus the held connections.
-    sysctl -qw net.ipv4.ip_local_port_range="20000 65000"
-fi
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-FD_LIMIT=$(ulimit -n)
-
-PIDS=()
-LAST_PID=
-# start NAME CMD...: run CMD in the background, output to $WORK/NAME.log.
-start() {
-    local name=$1
-    shift
-    "$@" >"$WORK/$name.log" 2>&1 &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
-descendants() {
-    local c
-    for c in $(ps -o pid= --ppid "$1" 2>/dev/null || true); do
-        echo "$c"
-        descendants "$c"
-    done
-}
-# stop PID [SIGNAL]: signal a process and its descendants, wait up to 3 s,
-# then SIGKILL what is left.
-stop() {
-    local pid=$1 sig=${2:-TERM} all i
-    if ! kill -0 "$pid" 2>/dev/null; then
-        wait "$pid" 2>/dev/null || true
-        forget "$pid"
-        return 0
-    fi
-    all="$pid $(descendants "$pid" | tr '\n' ' ')"
-    # shellcheck disable=SC2086
-    kill -"$sig" $all 2>/dev/null || true
-    for ((i = 0; i < 30; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    # shellcheck disable=SC2086
-    kill -KILL $all 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    forget "$pid"
-}
-# forget PID: drop it from PIDS, so the exit trap never signals a pid reused
-# by someone else.
-forget() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do
-        [[ $p == "$1" ]] || keep+=("$p")
-    done
-    PIDS=("${keep[@]}")
-}
-any_alive() {
-    local p
-    for p in "$@"; do
-        kill -0 "$p" 2>/dev/null && return 0
-    done
-    return 1
-}
-inner_cleanup() {
-    local p all="" i
-    trap - INT TERM
-    for p in "${PIDS[@]}"; do
-        all+=" $p $(descendants "$p" | tr '\n' ' ')"
-    done
-    if [[ -n ${all// /} ]]; then
-        # shellcheck disable=SC2086
-        kill -TERM $all 2>/dev/null || true
-        for ((i = 0; i < 30; i++)); do
-            # shellcheck disable=SC2086
-            any_alive $all || break
-            sleep 0.1
-        done
-        # shellcheck disable=SC2086
-        kill -KILL $all 2>/dev/null || true
-    fi
-    if [[ -n ${ODBENCH_TOP:-} ]]; then finish; fi
-    return 0
-}
-trap inner_cleanup EXIT
-trap 'exit 130' INT TERM
-
-# run CMD...: run CMD and wait for it, interruptibly (a signal runs our trap
-# at once instead of after CMD ends).
-run() {
-    "$@" &
-    local p=$! rc=0
-    PIDS+=("$p")
-    wait "$p" || rc=$?
-    forget "$p"
-    return "$rc"
-}
-listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
-# wait_listen PORT PID: until PORT listens (5 s bound; fails early if PID died).
-wait_listen() {
-    local i
-    for ((i = 0; i < 100; i++)); do
-        listening "$1" && return 0
-        [[ -n ${2:-} ]] && ! kill -0 "$2" 2>/dev/null && return 1
-        sleep 0.05
-    done
-    return 1
-}
-# wait_for FILE PATTERN SECONDS PID: until a line of FILE matches.
-wait_for() {
-    local i
-    for ((i = 0; i < $3 * 10; i++)); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        kill -0 "$4" 2>/dev/null || { grep -q "$2" "$1" 2>/dev/null && return 0; return 1; }
-        sleep 0.1
-    done
-    return 1
-}
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-median() {
-    { grep -E '^-?[0-9.]+([eE][-+]?[0-9]+)?$' || true; } | sort -g |
-        awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 
 # ---- which peers can run -------------------------------------------------
 declare -A SKIP=()
@@ -330,13 +119,6 @@ done
 log "peers: ${ACTIVE[*]}"
 
 # ---- peers ----------------------------------------------------------------
-peer_index() {
-    local i=0 p
-    for p in $ALL_PEERS; do
-        [[ $p == "$1" ]] && { echo "$i"; return; }
-        i=$((i + 1))
-    done
-}
 SERVE_FLAGS=()
 if [[ $serve_ok == 1 ]] && "$SERVE_BIN" serve --help 2>/dev/null | grep -q -- '--max-connections'; then
     SERVE_FLAGS+=(--max-connections $((HOLD + 1000)))
@@ -411,52 +193,29 @@ start_peer() {
     fi
 }
 
-# Ports must be free (matters with NETNS=0).
-for port in $IPERF_PORT $ECHO_PORT $SSLH_LIMITED_PORT $(seq $((PORT_BASE + 10)) $((PORT_BASE + 19))) \
-    $(seq $((PORT_BASE + 110)) $((PORT_BASE + 119))); do
-    listening "$port" && die "port $port is in use (set PORT_BASE, or use NETNS=1)"
-done
+# shellcheck disable=SC2046 # the seq words are ports
+require_free_ports "$IPERF_PORT" "$ECHO_PORT" "$SSLH_LIMITED_PORT" $(seq $((PORT_BASE + 10)) $((PORT_BASE + 19))) \
+    $(seq $((PORT_BASE + 110)) $((PORT_BASE + 119)))
 
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-T_START=$SECONDS
+mark_start
 
 # ---- 1. throughput --------------------------------------------------------
 : >"$WORK/tput.tsv"
-# rotate N: the active peers, rotated left by N.
-rotate() {
-    local n=$(($1 % ${#ACTIVE[@]}))
-    echo "${ACTIVE[@]:n}" "${ACTIVE[@]:0:n}"
-}
-# iperf_run PEER TEST(1|P4) ROUND
+# iperf_run PEER TEST(1|P4) ROUND: iperf_once through PEER's tput front, the
+# forwarder's CPU sampled; a line in tput.tsv.
 iperf_run() {
-    local peer=$1 test=$2 round=$3 key="$1/tput" srv cpu="" out popt=() gbps bytes cpu_ms err
-    out="$WORK/iperf-$peer-$test-r$round.json"
+    local peer=$1 test=$2 round=$3 key="$1/tput" pids=() popt=()
+    [[ $peer == direct ]] || pids=("${FPID[$key]}")
     [[ $test == P4 ]] && popt=(-P 4)
-    start "iperf3-server" iperf3 -s -1 -B "$LO" -p "$IPERF_PORT"
-    srv=$LAST_PID
-    wait_listen "$IPERF_PORT" "$srv" || { log "iperf3 -s did not start"; stop "$srv"; return 0; }
-    if [[ $peer != direct ]]; then
-        start "cputree-$peer-$test-r$round" "$BENCH_BIN" cputree "${FPID[$key]}" --label "$peer"
-        cpu=$LAST_PID
-    fi
-    run timeout $((DURATION + 20)) iperf3 -c "$LO" -p "${FRONT[$key]}" -t "$DURATION" -J \
-        --connect-timeout 3000 "${popt[@]}" >"$out" 2>"$out.err" || true
-    if [[ -n $cpu ]]; then stop "$cpu"; fi
-    stop "$srv"
-    gbps=$(jq -r '(.end.sum_received.bits_per_second // empty) / 1e9' "$out" 2>/dev/null || true)
-    bytes=$(jq -r '.end.sum_received.bytes // empty' "$out" 2>/dev/null || true)
-    err=$(jq -r '.error // empty' "$out" 2>/dev/null || true)
-    cpu_ms=nan
-    if [[ -n $cpu ]]; then
-        cpu_ms=$(jq -r '.cpu_ms // "nan"' "$WORK/cputree-$peer-$test-r$round.log" 2>/dev/null || echo nan)
-    fi
-    if [[ -z $gbps || -z $bytes ]]; then
-        log "  $peer $test: failed ${err:-(no JSON; see $out.err)}"
+    iperf_once "$peer" "$test" "$round" "${FRONT[$key]}" "${pids[@]}" -- "${popt[@]}"
+    [[ -n $IPERF_JSON ]] || return 0
+    if [[ -z $IPERF_GBPS || -z $IPERF_BYTES ]]; then
+        log "  $peer $test: failed ${IPERF_ERR:-(no JSON; see $IPERF_JSON.err)}"
         printf '%s\t%s\t%s\tnan\tnan\tnan\n' "$round" "$peer" "$test" >>"$WORK/tput.tsv"
         return 0
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$peer" "$test" "$gbps" "$bytes" "$cpu_ms" >>"$WORK/tput.tsv"
-    log "  $(printf '%-15s %-3s %6.2f Gbit/s  cpu %s ms' "$peer" "$test" "$gbps" "$cpu_ms")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$peer" "$test" "$IPERF_GBPS" "$IPERF_BYTES" "$IPERF_CPU_MS" >>"$WORK/tput.tsv"
+    log "  $(printf '%-15s %-3s %6.2f Gbit/s  cpu %s ms' "$peer" "$test" "$IPERF_GBPS" "$IPERF_CPU_MS")"
 }
 
 if [[ $have_iperf == 1 ]]; then
@@ -479,63 +238,27 @@ fi
 
 # ---- 2. new-connection latency ---------------------------------------------
 : >"$WORK/lat.tsv"
-start echo-server "$BENCH_BIN" echo-server "$LO:$ECHO_PORT"
-ECHO_PID=$LAST_PID
-wait_listen "$ECHO_PORT" "$ECHO_PID" || die "echo-server did not start"
+start_echo_server
 for p in "${ACTIVE[@]}"; do
     [[ -n ${SKIP[$p]:-} ]] && continue
     start_peer "$p" lat "$ECHO_PORT" || { SKIP[$p]="failed to start"; }
 done
-for ((r = 1; r <= ROUNDS; r++)); do
-    log "new-connection latency, round $r/$ROUNDS ($LAT_COUNT connections per peer)"
-    for p in $(rotate $((r - 1))); do
-        [[ -n ${SKIP[$p]:-} ]] && continue
-        out="$WORK/connlat-$p-r$r.json"
-        run timeout 180 "$BENCH_BIN" connlat "$LO:${FRONT[$p/lat]}" --count "$LAT_COUNT" \
-            --payload "$PAYLOAD" --deadline 120s --label "$p" >"$out" 2>"$out.err" || true
-        if [[ -s $out ]]; then
-            jq -r --arg r "$r" --arg p "$p" '[$r, $p, .p50_us, .p99_us, .errors, .count] | @tsv' "$out" >>"$WORK/lat.tsv"
-            log "  $(jq -r '"\(.label)  p50 \(.p50_us) µs  p99 \(.p99_us) µs  errors \(.errors)"' "$out")"
-        else
-            log "  $p: connlat failed: $(head -c 300 "$out.err")"
-        fi
-    done
-done
+latency_rounds new-connection connections
 
 # ---- 3. held connections --------------------------------------------------
 : >"$WORK/hold.tsv"
 # Each pair costs serve two fds; keep 64 for listeners, logs, the runtime.
-HOLD_MAX=$(((FD_LIMIT - 64) / 2))
-HOLD_N=$HOLD
-if [[ $HOLD_N -gt $HOLD_MAX ]]; then
-    HOLD_N=$HOLD_MAX
+if ! clamp_hold; then
     log "fd hard limit $FD_LIMIT: holding $HOLD_N, not $HOLD (serve needs 2 fds per pair)"
 fi
 # hold_run LABEL PORT PID COUNT FD_LIMIT_OF_PEER LOG_NAME_OF_PEER
 hold_run() {
-    local label=$1 port=$2 pid=$3 n=$4 lim=$5 out h before after cpu established alive dropped vfail gone=no
-    out="$WORK/hold-$label.json"
+    local label=$1 port=$2 pid=$3 n=$4 lim=$5 before after gone=no
     before=$(rss_kib "$pid")
-    start "cputree-hold-$label" "$BENCH_BIN" cputree "$pid" --label "$label"
-    cpu=$LAST_PID
-    start "hold-$label" "$BENCH_BIN" hold "$LO:$port" --count "$n" --payload "$PAYLOAD" --timeout 3s --deadline 150s --label "$label"
-    h=$LAST_PID
-    if ! wait_for "$WORK/hold-$label.log" '"event":"established"' 200 "$h"; then
-        log "  $label: hold did not report"
-    fi
-    sleep 1
+    hold_start "$label" "$port" "$n" 3s "$pid"
     after=$(rss_kib "$pid")
-    kill -TERM "$h" 2>/dev/null || true
-    wait_for "$WORK/hold-$label.log" '"event":"released"' 30 "$h" || true
-    stop "$h"
-    stop "$cpu"
-    cp "$WORK/hold-$label.log" "$out"
-    established=$(jq -r 'select(.event == "established") | .established' "$out" 2>/dev/null || echo 0)
-    alive=$(jq -r 'select(.event == "released") | .alive' "$out" 2>/dev/null || echo nan)
-    dropped=$(jq -r 'select(.event == "released") | .dropped' "$out" 2>/dev/null || echo nan)
-    vfail=$(jq -r 'select(.event == "released") | .verify_failed' "$out" 2>/dev/null || echo nan)
-    local cpu_ms
-    cpu_ms=$(jq -r '.cpu_ms // "nan"' "$WORK/cputree-hold-$label.log" 2>/dev/null || echo nan)
+    hold_release "$label"
+    local established=$HELD_ESTABLISHED alive=$HELD_ALIVE dropped=$HELD_DROPPED vfail=$HELD_VFAIL cpu_ms=$HELD_CPU_MS
     if ! kill -0 "$pid" 2>/dev/null; then
         local code=0
         wait "$pid" 2>/dev/null || code=$?
@@ -571,33 +294,10 @@ if [[ $HOLD_SSLH -gt 0 && -z ${SKIP[sslh-select]:-} && " $PEERS " == *" sslh-sel
     fi
 fi
 
-LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
-ELAPSED=$((SECONDS - T_START))
+mark_end
 
 # ---- report ---------------------------------------------------------------
-tput_med() { # PEER TEST COLUMN(4=gbps 5=bytes 6=cpu_ms)
-    awk -F'\t' -v p="$1" -v t="$2" -v c="$3" '$2 == p && $3 == t { print $c }' "$WORK/tput.tsv" | median
-}
-tput_best() { # PEER TEST: the highest Gbit/s of the rounds (noise only ever lowers it)
-    awk -F'\t' -v p="$1" -v t="$2" '$2 == p && $3 == t && $4 != "nan" { print $4 }' "$WORK/tput.tsv" | sort -g | tail -1
-}
-# CPU s/GB per run, then the median over runs.
-cpu_per_gb_med() {
-    awk -F'\t' -v p="$1" -v t="$2" '$2 == p && $3 == t && $5 + 0 > 0 && $6 != "nan" { print ($6 / 1000) / ($5 / 1e9) }' "$WORK/tput.tsv" | median
-}
-lat_med() { # PEER COLUMN(3=p50 4=p99 5=errors)
-    awk -F'\t' -v p="$1" -v c="$2" '$2 == p { print $c }' "$WORK/lat.tsv" | median
-}
-isnum() { [[ $1 =~ ^-?[0-9.]+([eE][-+]?[0-9]+)?$ ]]; }
-fmt() { # FORMAT VALUE: printf, or "—" for a missing value
-    # shellcheck disable=SC2059 # the format is the argument
-    if isnum "$2"; then printf "$1" "$2"; else printf '—'; fi
-}
-ratio() { # A B: A/B formatted "0.56×"
-    if isnum "$1" && isnum "$2" && awk -v b="$2" 'BEGIN { exit !(b > 0) }'; then
-        awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f×", a / b }'
-    else printf '—'; fi
-}
+# (tput_med, tput_best, cpu_per_gb_med, lat_med, fmt, ratio, verdict: lib.sh)
 describe() {
     case $1 in
         direct) echo "no proxy" ;;
@@ -623,17 +323,9 @@ while IFS=$'\t' read -r label _lim _n est alive _dr _vf before after _cpu _gone;
     fi
 done <"$WORK/hold.tsv"
 
-REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-git -C "$ROOT" diff --quiet HEAD 2>/dev/null || REV+="+dirty"
+REV=$(onedoor_rev)
 {
-    echo "# onedoor serve benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo
-    echo "Command: \`$CMDLINE\`"
-    echo
-    echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), Linux $(uname -r);" \
-        "load average $LOAD_START at start, $LOAD_END at end; $ELAPSED s." \
-        "$(if [[ $NETNS == 1 ]]; then echo "Private network namespace, loopback."; else echo "Host loopback."; fi)" \
-        "onedoor $REV, iperf $(iperf3 --version 2>/dev/null | head -1 | awk '{ print $2 }')."
+    report_head serve "onedoor $REV, "
     echo
     echo "Median of $ROUNDS rounds (in brackets: the best round; other load only ever lowers throughput); iperf3 \`-t $DURATION\` to \`iperf3 -s\`; new connections: $LAT_COUNT per peer per round" \
         "(connect, send \`$PAYLOAD\`, first echoed byte, close), medians of the per-round percentiles."
@@ -645,18 +337,12 @@ git -C "$ROOT" diff --quiet HEAD 2>/dev/null || REV+="+dirty"
             echo "| $p | skipped: ${SKIP[$p]} | | | | | | | |"
             continue
         fi
-        g1=$(tput_med "$p" 1 4)
-        b1=$(tput_best "$p" 1)
-        g4=$(tput_med "$p" P4 4)
-        c1=$(cpu_per_gb_med "$p" 1)
-        c4=$(cpu_per_gb_med "$p" P4)
-        l50=$(lat_med "$p" 3)
-        l99=$(lat_med "$p" 4)
+        row_medians "$p"
         hk=—
         [[ $p == serve && -n ${HOLDKIB[serve]:-} ]] && hk=${HOLDKIB[serve]}
         if [[ $p == sslh-select ]] && grep -q '^sslh-select' "$WORK/hold.tsv"; then hk="see below"; fi
-        echo "| $p | $(describe "$p") | $(fmt %.2f "$g1") ($(fmt %.1f "$b1")) | $(ratio "$g1" "$D1") | $(fmt %.2f "$g4") | $(ratio "$g4" "$DP4")" \
-            "| $(fmt %.2f "$c1") / $(fmt %.2f "$c4") | $(fmt %.0f "$l50") / $(fmt %.0f "$l99") | $hk |"
+        echo "| $p | $(describe "$p") | $(fmt %.2f "$ROW_G1") ($(fmt %.1f "$ROW_B1")) | $(ratio "$ROW_G1" "$D1") | $(fmt %.2f "$ROW_G4") | $(ratio "$ROW_G4" "$DP4")" \
+            "| $(fmt %.2f "$ROW_C1") / $(fmt %.2f "$ROW_C4") | $(fmt %.0f "$ROW_L50") / $(fmt %.0f "$ROW_L99") | $hk |"
     done
     echo
     if [[ -s $WORK/hold.tsv ]]; then
@@ -686,7 +372,6 @@ git -C "$ROOT" diff --quiet HEAD 2>/dev/null || REV+="+dirty"
         SLAT=$(lat_med serve 3)
         # sniffed REF: "serve-sniff 1.1×; " when serve-sniff ran.
         sniffed() { if isnum "$SS1"; then echo "serve-sniff $(ratio "$SS1" "$1"); "; fi; }
-        verdict() { if awk "BEGIN { exit !($1) }" 2>/dev/null; then echo PASS; else echo FAIL; fi; }
         echo "Targets (issue 2; verdicts on the medians):"
         echo
         echo "| target | measured | verdict |"

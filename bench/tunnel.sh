@@ -75,6 +75,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=lib.sh source-path=SCRIPTDIR disable=SC1091
+source "$ROOT/bench/lib.sh"
 
 : "${DURATION:=5}" "${ROUNDS:=3}" "${LAT_COUNT:=2000}" "${HOLD:=1000}"
 : "${PAYLOAD:=GET / HTTP/1.1\r\nHost: bench\r\n\r\n}"
@@ -82,27 +84,18 @@ cd "$ROOT"
 UDP_LEN=${UDP_LEN-1400}
 : "${WSTUNNEL:=}" "${RATHOLE:=}"
 : "${PORT_BASE:=12000}" "${BUILD:=1}" "${ONEDOOR_BIN:=target/release/onedoor}" "${OUT_DIR:=bench/out}"
+# shellcheck disable=SC2034 # read by lib.sh (require_known_peers, peer_index)
 ALL_PEERS="direct onedoor onedoor-wss onedoor-ws ssh wstunnel-wss wstunnel-ws rathole onedoor-b"
 : "${PEERS:=direct onedoor ssh wstunnel-wss wstunnel-ws rathole}"
 : "${ONEDOOR_B_BIN:=$ONEDOOR_BIN}" "${ONEDOOR_B_ENV:=}"
-if [[ -z "${NETNS:-}" ]]; then
-    if [[ $(id -u) == 0 ]]; then NETNS=1; else NETNS=0; fi
-fi
-BENCH_BIN=target/release/onedoor-bench
+NETNS=${NETNS:-$(default_netns)}
 export ONEDOOR_B_BIN ONEDOOR_B_ENV PAYLOAD DURATION ROUNDS LAT_COUNT HOLD UDP_RATE UDP_LEN WSTUNNEL RATHOLE PORT_BASE BUILD ONEDOOR_BIN OUT_DIR PEERS NETNS
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-for v in DURATION ROUNDS LAT_COUNT HOLD PORT_BASE; do
-    [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, not '${!v}'"
-done
+require_whole DURATION ROUNDS LAT_COUNT HOLD PORT_BASE
 [[ $DURATION -ge 1 && $ROUNDS -ge 1 && $HOLD -ge 1 ]] || die "DURATION, ROUNDS and HOLD must be at least 1"
 [[ -z $UDP_LEN || $UDP_LEN =~ ^[0-9]+$ ]] || die "UDP_LEN must be a whole number or empty, not '$UDP_LEN'"
 [[ $UDP_RATE =~ ^[0-9.]+[KMG]?$ ]] || die "UDP_RATE must look like 1G, 500M, not '$UDP_RATE'"
-for p in $PEERS; do
-    [[ " $ALL_PEERS " == *" $p "* ]] || die "unknown peer '$p' in PEERS (known: $ALL_PEERS)"
-done
+require_known_peers
 # Binaries given relative to where the script was started resolve from the
 # repo root (we cd'ed there); make them absolute for the inner part.
 for v in WSTUNNEL RATHOLE; do
@@ -112,27 +105,11 @@ for v in WSTUNNEL RATHOLE; do
     fi
 done
 
-# finish: copy the report next to its logs' directory and print it (done by
-# the top-level process only).
-finish() {
-    if [[ -n "${SUDO_USER:-}" && "${SUDO_USER}" != root ]]; then
-        chown -R "$SUDO_USER": "$ROOT/$OUT_DIR" 2>/dev/null || true
-    fi
-    if [[ -f $WORK/report.md ]]; then
-        cp "$WORK/report.md" "$ROOT/$OUT_DIR/tunnel-$STAMP.md"
-        echo
-        cat "$WORK/report.md"
-        echo
-        log "report: $OUT_DIR/tunnel-$STAMP.md   logs and raw data: $OUT_DIR/tunnel-$STAMP/"
-    fi
-}
-
 # ---------------------------------------------------------------------------
-# Outer part: build, create the namespace, run the inner part inside it.
+# Outer part: build, create the namespace, run the inner part inside it
+# (bench_outer, in lib.sh).
 # ---------------------------------------------------------------------------
-ODBENCH_TOP=
 if [[ -z "${ODBENCH_INNER:-}" ]]; then
-    STAMP=$(date -u +%Y-%m-%d-%H%M%S)
     CMDLINE="DURATION=$DURATION ROUNDS=$ROUNDS PEERS='$PEERS' LAT_COUNT=$LAT_COUNT HOLD=$HOLD UDP_RATE=$UDP_RATE UDP_LEN='$UDP_LEN' NETNS=$NETNS"
     [[ -z $WSTUNNEL ]] || CMDLINE+=" WSTUNNEL=$WSTUNNEL"
     [[ -z $RATHOLE ]] || CMDLINE+=" RATHOLE=$RATHOLE"
@@ -140,217 +117,13 @@ if [[ -z "${ODBENCH_INNER:-}" ]]; then
     [[ $PORT_BASE == 12000 ]] || CMDLINE+=" PORT_BASE=$PORT_BASE"
     [[ $ONEDOOR_B_BIN == "$ONEDOOR_BIN" ]] || CMDLINE+=" ONEDOOR_B_BIN=$ONEDOOR_B_BIN"
     [[ -z $ONEDOOR_B_ENV ]] || CMDLINE+=" ONEDOOR_B_ENV='$ONEDOOR_B_ENV'"
-    # shellcheck disable=SC2089 # CMDLINE is text to show, never run
-    [[ $PAYLOAD == 'GET / HTTP/1.1\r\nHost: bench\r\n\r\n' ]] || CMDLINE+=" PAYLOAD='$PAYLOAD'"
-    if [[ $(id -u) == 0 ]]; then CMDLINE="sudo $CMDLINE bench/tunnel.sh"; else CMDLINE="$CMDLINE bash bench/tunnel.sh"; fi
-    log "command: $CMDLINE"
-
-    command -v jq >/dev/null || die "jq is missing (apt-get install jq)"
-    command -v ss >/dev/null || die "ss is missing (apt-get install iproute2)"
-    command -v ps >/dev/null || die "ps is missing (apt-get install procps)"
-
-    if [[ $BUILD == 1 ]]; then
-        build="cargo build --release -p onedoor -p onedoor-bench"
-        log "$build"
-        if [[ -n "${SUDO_USER:-}" && "${SUDO_USER}" != root ]]; then
-            # Build as the invoking user: their toolchain, their target/ ownership.
-            sudo -u "$SUDO_USER" -i bash -c "cd '$ROOT' && $build" || die "build failed"
-        else
-            $build || die "build failed"
-        fi
-    fi
-    [[ -x $BENCH_BIN ]] || die "$BENCH_BIN is missing (run with BUILD=1)"
-
-    WORK="$ROOT/$OUT_DIR/tunnel-$STAMP"
-    mkdir -p "$WORK"
-    # shellcheck disable=SC2090
-    export WORK STAMP CMDLINE ODBENCH_INNER=1
-
-    if [[ $NETNS == 1 ]]; then
-        [[ $(id -u) == 0 ]] || die "NETNS=1 needs root (or run with NETNS=0)"
-        NS="odtunnel-$$"
-        INNER=
-        # shellcheck disable=SC2317 # called by the trap
-        outer_cleanup() {
-            local pids i
-            if [[ -n $INNER ]] && kill -0 "$INNER" 2>/dev/null; then
-                kill -TERM "$INNER" 2>/dev/null || true
-                for ((i = 0; i < 50; i++)); do
-                    kill -0 "$INNER" 2>/dev/null || break
-                    sleep 0.1
-                done
-            fi
-            # Whatever is left in the namespace was started by this script.
-            pids=$(ip netns pids "$NS" 2>/dev/null || true)
-            if [[ -n $pids ]]; then
-                # shellcheck disable=SC2086
-                kill -KILL $pids 2>/dev/null || true
-            fi
-            ip netns del "$NS" 2>/dev/null || true
-        }
-        trap outer_cleanup EXIT
-        trap 'exit 130' INT TERM
-        ip netns add "$NS" || die "ip netns add $NS failed"
-        log "network namespace $NS (removed on exit)"
-        status=0
-        # In the background, so a signal reaches our trap at once.
-        ip netns exec "$NS" bash "$ROOT/bench/tunnel.sh" &
-        INNER=$!
-        wait "$INNER" || status=$?
-        INNER=
-        finish
-        exit "$status"
-    fi
-    log "NETNS=0: running on the host's loopback"
-    ODBENCH_TOP=1
+    bench_outer tunnel odtunnel
 fi
 
 # ---------------------------------------------------------------------------
 # Inner part: runs inside the namespace (or on the host with NETNS=0).
 # ---------------------------------------------------------------------------
-LO=127.0.0.1
-IPERF_PORT=$((PORT_BASE + 1))
-ECHO_PORT=$((PORT_BASE + 100))
-
-if [[ $NETNS == 1 ]]; then
-    ip link set lo up
-    # Namespaced sysctl, this namespace only: more ephemeral ports for the
-    # latency runs' TIME_WAITs (wstunnel and rathole use two per stream).
-    sysctl -qw net.ipv4.ip_local_port_range="20000 65000"
-fi
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-FD_LIMIT=$(ulimit -n)
-
-PIDS=()
-LAST_PID=
-# start NAME CMD...: run CMD in the background, output to $WORK/NAME.log.
-start() {
-    local name=$1
-    shift
-    "$@" >"$WORK/$name.log" 2>&1 &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
-descendants() {
-    local c
-    for c in $(ps -o pid= --ppid "$1" 2>/dev/null || true); do
-        echo "$c"
-        descendants "$c"
-    done
-}
-# stop PID [SIGNAL]: signal a process and its descendants, wait up to 3 s,
-# then SIGKILL what is left.
-stop() {
-    local pid=$1 sig=${2:-TERM} all i
-    if ! kill -0 "$pid" 2>/dev/null; then
-        wait "$pid" 2>/dev/null || true
-        forget "$pid"
-        return 0
-    fi
-    all="$pid $(descendants "$pid" | tr '\n' ' ')"
-    # shellcheck disable=SC2086
-    kill -"$sig" $all 2>/dev/null || true
-    for ((i = 0; i < 30; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    # shellcheck disable=SC2086
-    kill -KILL $all 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    forget "$pid"
-}
-# forget PID: drop it from PIDS, so the exit trap never signals a pid reused
-# by someone else.
-forget() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do
-        [[ $p == "$1" ]] || keep+=("$p")
-    done
-    PIDS=("${keep[@]}")
-}
-any_alive() {
-    local p
-    for p in "$@"; do
-        kill -0 "$p" 2>/dev/null && return 0
-    done
-    return 1
-}
-inner_cleanup() {
-    local p all="" i
-    trap - INT TERM
-    for p in "${PIDS[@]}"; do
-        all+=" $p $(descendants "$p" | tr '\n' ' ')"
-    done
-    if [[ -n ${all// /} ]]; then
-        # shellcheck disable=SC2086
-        kill -TERM $all 2>/dev/null || true
-        for ((i = 0; i < 30; i++)); do
-            # shellcheck disable=SC2086
-            any_alive $all || break
-            sleep 0.1
-        done
-        # shellcheck disable=SC2086
-        kill -KILL $all 2>/dev/null || true
-    fi
-    if [[ -n ${ODBENCH_TOP:-} ]]; then finish; fi
-    return 0
-}
-trap inner_cleanup EXIT
-trap 'exit 130' INT TERM
-
-# run CMD...: run CMD and wait for it, interruptibly (a signal runs our trap
-# at once instead of after CMD ends).
-run() {
-    "$@" &
-    local p=$! rc=0
-    PIDS+=("$p")
-    wait "$p" || rc=$?
-    forget "$p"
-    return "$rc"
-}
-listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
-listening_udp() { ss -Hlun "sport = :$1" 2>/dev/null | grep -q .; }
-# wait_listen PORT PID... [udp]: until PORT listens (10 s bound; fails early
-# if one of the PIDs died). With a last argument "udp", a UDP socket.
-wait_listen() {
-    local port=$1 i p check=listening
-    shift
-    local pids=()
-    for p in "$@"; do
-        if [[ $p == udp ]]; then check=listening_udp; else pids+=("$p"); fi
-    done
-    for ((i = 0; i < 200; i++)); do
-        $check "$port" && return 0
-        for p in "${pids[@]}"; do
-            kill -0 "$p" 2>/dev/null || return 1
-        done
-        sleep 0.05
-    done
-    return 1
-}
-# wait_for FILE PATTERN SECONDS PID: until a line of FILE matches.
-wait_for() {
-    local i
-    for ((i = 0; i < $3 * 10; i++)); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        kill -0 "$4" 2>/dev/null || { grep -q "$2" "$1" 2>/dev/null && return 0; return 1; }
-        sleep 0.1
-    done
-    return 1
-}
-# rss_tree PID...: VmRSS in KiB of the PIDs and all their descendants.
-rss_tree() {
-    local p sum=0 r
-    for p in $(for x in "$@"; do echo "$x"; descendants "$x"; done | sort -u); do
-        r=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || true)
-        sum=$((sum + ${r:-0}))
-    done
-    echo "$sum"
-}
-median() {
-    { grep -E '^-?[0-9.]+([eE][-+]?[0-9]+)?$' || true; } | sort -g |
-        awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
+inner_setup 10
 
 # ---- which peers can run -------------------------------------------------
 declare -A SKIP=()
@@ -402,7 +175,7 @@ udp_capable() { [[ $1 == direct || $1 == onedoor* || $1 == wstunnel-* || $1 == r
 
 # Versions, for the report.
 declare -A VERSION=()
-VERSION[onedoor]="onedoor $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo +dirty)"
+VERSION[onedoor]="onedoor $(onedoor_rev)"
 VERSION[onedoor-b]="onedoor-b ($ONEDOOR_B_BIN$([[ -z $ONEDOOR_B_ENV ]] || echo ", env $ONEDOOR_B_ENV"))"
 if [[ -z ${SKIP[ssh]:-} ]]; then
     VERSION[ssh]="$(ssh -V 2>&1 | cut -d, -f1)"
@@ -417,13 +190,6 @@ if [[ -z ${SKIP[rathole]:-} ]]; then
 fi
 
 # ---- peers ----------------------------------------------------------------
-peer_index() {
-    local i=0 p
-    for p in $ALL_PEERS; do
-        [[ $p == "$1" ]] && { echo "$i"; return; }
-        i=$((i + 1))
-    done
-}
 # The ssh peer's keys, made once.
 SSH_DIR=$WORK/ssh
 ssh_keys() {
@@ -578,27 +344,19 @@ stop_peer() {
     if [[ -n ${SPID[$key]:-} ]]; then stop "${SPID[$key]}"; fi
 }
 
-# Ports must be free (matters with NETNS=0).
-for port in $IPERF_PORT $ECHO_PORT $(seq $((PORT_BASE + 10)) $((PORT_BASE + 39))) \
-    $(seq $((PORT_BASE + 110)) $((PORT_BASE + 139))); do
-    listening "$port" && die "port $port is in use (set PORT_BASE, or use NETNS=1)"
-done
+# shellcheck disable=SC2046 # the seq words are ports
+require_free_ports "$IPERF_PORT" "$ECHO_PORT" $(seq $((PORT_BASE + 10)) $((PORT_BASE + 39))) \
+    $(seq $((PORT_BASE + 110)) $((PORT_BASE + 139)))
 
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-T_START=$SECONDS
-
-# rotate N: the active peers, rotated left by N.
-rotate() {
-    local n=$(($1 % ${#ACTIVE[@]}))
-    echo "${ACTIVE[@]:n}" "${ACTIVE[@]:0:n}"
-}
+mark_start
 
 # ---- 1. throughput, TCP and UDP -------------------------------------------
 : >"$WORK/tput.tsv"
-# iperf_run PEER TEST(1|P4|udp) ROUND
+# iperf_run PEER TEST(1|P4|udp) ROUND: iperf_once through PEER's tput front,
+# the client's and server's CPU sampled; a line in tput.tsv.
 iperf_run() {
-    local peer=$1 test=$2 round=$3 key="$1/tput" srv cpu="" out opt=() gbps bytes cpu_ms err lost
-    out="$WORK/iperf-$peer-$test-r$round.json"
+    local peer=$1 test=$2 round=$3 key="$1/tput" pids=() opt=() gbps bytes cpu_ms lost
+    [[ $peer == direct ]] || pids=("${CPID[$key]}" "${SPID[$key]}")
     case $test in
         P4) opt=(-P 4) ;;
         udp)
@@ -606,29 +364,13 @@ iperf_run() {
             [[ -n $UDP_LEN ]] && opt+=(-l "$UDP_LEN")
             ;;
     esac
-    start "iperf3-server" iperf3 -s -1 -B "$LO" -p "$IPERF_PORT"
-    srv=$LAST_PID
-    wait_listen "$IPERF_PORT" "$srv" || { log "iperf3 -s did not start"; stop "$srv"; return 0; }
-    if [[ $peer != direct ]]; then
-        start "cputree-$peer-$test-r$round" "$BENCH_BIN" cputree "${CPID[$key]}" "${SPID[$key]}" --label "$peer"
-        cpu=$LAST_PID
-    fi
-    run timeout $((DURATION + 20)) iperf3 -c "$LO" -p "${FRONT[$key]}" -t "$DURATION" -J \
-        --connect-timeout 3000 "${opt[@]}" >"$out" 2>"$out.err" || true
-    if [[ -n $cpu ]]; then stop "$cpu"; fi
-    stop "$srv"
-    # What the iperf3 server received (for UDP: after losses).
-    gbps=$(jq -r '(.end.sum_received.bits_per_second // empty) / 1e9' "$out" 2>/dev/null || true)
-    bytes=$(jq -r '.end.sum_received.bytes // empty' "$out" 2>/dev/null || true)
-    lost=$(jq -r '.end.sum_received.lost_percent // "nan"' "$out" 2>/dev/null || echo nan)
+    iperf_once "$peer" "$test" "$round" "${FRONT[$key]}" "${pids[@]}" -- "${opt[@]}"
+    [[ -n $IPERF_JSON ]] || return 0
+    gbps=$IPERF_GBPS bytes=$IPERF_BYTES cpu_ms=$IPERF_CPU_MS
+    lost=$(jq -r '.end.sum_received.lost_percent // "nan"' "$IPERF_JSON" 2>/dev/null || echo nan)
     [[ $test == udp ]] || lost=nan
-    err=$(jq -r '.error // empty' "$out" 2>/dev/null || true)
-    cpu_ms=nan
-    if [[ -n $cpu ]]; then
-        cpu_ms=$(jq -r '.cpu_ms // "nan"' "$WORK/cputree-$peer-$test-r$round.log" 2>/dev/null || echo nan)
-    fi
     if [[ -z $gbps || -z $bytes ]]; then
-        log "  $peer $test: failed ${err:-(no JSON; see $out.err)}"
+        log "  $peer $test: failed ${IPERF_ERR:-(no JSON; see $IPERF_JSON.err)}"
         printf '%s\t%s\t%s\tnan\tnan\tnan\tnan\n' "$round" "$peer" "$test" >>"$WORK/tput.tsv"
         return 0
     fi
@@ -657,9 +399,7 @@ for p in "${ACTIVE[@]}"; do stop_peer "$p" tput; done
 
 # ---- 2. new-stream latency -------------------------------------------------
 : >"$WORK/lat.tsv"
-start echo-server "$BENCH_BIN" echo-server "$LO:$ECHO_PORT"
-ECHO_PID=$LAST_PID
-wait_listen "$ECHO_PORT" "$ECHO_PID" || die "echo-server did not start"
+start_echo_server
 for p in "${ACTIVE[@]}"; do
     [[ -n ${SKIP[$p]:-} ]] && continue
     start_peer "$p" lat "$ECHO_PORT" || { SKIP[$p]="failed to start"; stop_peer "$p" lat; }
@@ -670,60 +410,25 @@ if [[ -n ${CPID[ssh/lat]:-} && -z ${SKIP[ssh]:-} ]]; then
         "$SSH_USER@$LO" true 2>&1 | awk '/kex: client->server cipher:/ { print $5; exit }' || true)
     VERSION[ssh]+=", cipher ${SSH_CIPHER:-unknown}"
 fi
-for ((r = 1; r <= ROUNDS; r++)); do
-    log "new-stream latency, round $r/$ROUNDS ($LAT_COUNT streams per peer)"
-    for p in $(rotate $((r - 1))); do
-        [[ -n ${SKIP[$p]:-} ]] && continue
-        out="$WORK/connlat-$p-r$r.json"
-        run timeout 180 "$BENCH_BIN" connlat "$LO:${FRONT[$p/lat]}" --count "$LAT_COUNT" \
-            --payload "$PAYLOAD" --deadline 120s --label "$p" >"$out" 2>"$out.err" || true
-        if [[ -s $out ]]; then
-            jq -r --arg r "$r" --arg p "$p" '[$r, $p, .p50_us, .p99_us, .errors, .count] | @tsv' "$out" >>"$WORK/lat.tsv"
-            log "  $(jq -r '"\(.label)  p50 \(.p50_us) µs  p99 \(.p99_us) µs  errors \(.errors)"' "$out")"
-        else
-            log "  $p: connlat failed: $(head -c 300 "$out.err")"
-        fi
-    done
-done
+latency_rounds new-stream streams
 
 # ---- 3. held connections --------------------------------------------------
 : >"$WORK/hold.tsv"
 # A held stream costs a client up to 2 fds (wstunnel, rathole: a local one
 # and one to the server); keep 64 for listeners, logs, the runtime.
-HOLD_MAX=$(((FD_LIMIT - 64) / 2))
-HOLD_N=$HOLD
-if [[ $HOLD_N -gt $HOLD_MAX ]]; then
-    HOLD_N=$HOLD_MAX
+if ! clamp_hold; then
     log "fd limit $FD_LIMIT: holding $HOLD_N, not $HOLD"
 fi
 # hold_run PEER: HOLD_N connections through PEER's lat set.
 hold_run() {
-    local peer=$1 key="$1/lat" out h c0 c1 s0 s1 cpu established alive dropped vfail gone=no p
-    out="$WORK/hold-$peer.json"
+    local peer=$1 key="$1/lat" c0 c1 s0 s1 gone=no p
     c0=$(rss_tree "${CPID[$key]}")
     s0=$(rss_tree "${SPID[$key]}")
-    start "cputree-hold-$peer" "$BENCH_BIN" cputree "${CPID[$key]}" "${SPID[$key]}" --label "$peer"
-    cpu=$LAST_PID
-    start "hold-$peer" "$BENCH_BIN" hold "$LO:${FRONT[$key]}" --count "$HOLD_N" --payload "$PAYLOAD" \
-        --timeout 5s --deadline 150s --label "$peer"
-    h=$LAST_PID
-    if ! wait_for "$WORK/hold-$peer.log" '"event":"established"' 200 "$h"; then
-        log "  $peer: hold did not report"
-    fi
-    sleep 1
+    hold_start "$peer" "${FRONT[$key]}" "$HOLD_N" 5s "${CPID[$key]}" "${SPID[$key]}"
     c1=$(rss_tree "${CPID[$key]}")
     s1=$(rss_tree "${SPID[$key]}")
-    kill -TERM "$h" 2>/dev/null || true
-    wait_for "$WORK/hold-$peer.log" '"event":"released"' 30 "$h" || true
-    stop "$h"
-    stop "$cpu"
-    cp "$WORK/hold-$peer.log" "$out"
-    established=$(jq -r 'select(.event == "established") | .established' "$out" 2>/dev/null || echo 0)
-    alive=$(jq -r 'select(.event == "released") | .alive' "$out" 2>/dev/null || echo nan)
-    dropped=$(jq -r 'select(.event == "released") | .dropped' "$out" 2>/dev/null || echo nan)
-    vfail=$(jq -r 'select(.event == "released") | .verify_failed' "$out" 2>/dev/null || echo nan)
-    local cpu_ms
-    cpu_ms=$(jq -r '.cpu_ms // "nan"' "$WORK/cputree-hold-$peer.log" 2>/dev/null || echo nan)
+    hold_release "$peer"
+    local established=$HELD_ESTABLISHED alive=$HELD_ALIVE dropped=$HELD_DROPPED vfail=$HELD_VFAIL cpu_ms=$HELD_CPU_MS
     for p in "${CPID[$key]}" "${SPID[$key]}"; do
         if ! kill -0 "$p" 2>/dev/null; then gone="yes (pid $p)"; fi
     done
@@ -737,33 +442,10 @@ for p in "${ACTIVE[@]}"; do
     hold_run "$p"
 done
 
-LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
-ELAPSED=$((SECONDS - T_START))
+mark_end
 
 # ---- report ---------------------------------------------------------------
-tput_med() { # PEER TEST COLUMN(4=gbps 5=bytes 6=cpu_ms 7=lost%)
-    awk -F'\t' -v p="$1" -v t="$2" -v c="$3" '$2 == p && $3 == t { print $c }' "$WORK/tput.tsv" | median
-}
-tput_best() { # PEER TEST: the highest Gbit/s of the rounds (noise only ever lowers it)
-    awk -F'\t' -v p="$1" -v t="$2" '$2 == p && $3 == t && $4 != "nan" { print $4 }' "$WORK/tput.tsv" | sort -g | tail -1
-}
-# CPU s/GB per run, then the median over runs.
-cpu_per_gb_med() {
-    awk -F'\t' -v p="$1" -v t="$2" '$2 == p && $3 == t && $5 + 0 > 0 && $6 != "nan" { print ($6 / 1000) / ($5 / 1e9) }' "$WORK/tput.tsv" | median
-}
-lat_med() { # PEER COLUMN(3=p50 4=p99 5=errors)
-    awk -F'\t' -v p="$1" -v c="$2" '$2 == p { print $c }' "$WORK/lat.tsv" | median
-}
-isnum() { [[ $1 =~ ^-?[0-9.]+([eE][-+]?[0-9]+)?$ ]]; }
-fmt() { # FORMAT VALUE: printf, or "—" for a missing value
-    # shellcheck disable=SC2059 # the format is the argument
-    if isnum "$2"; then printf "$1" "$2"; else printf '—'; fi
-}
-ratio() { # A B: A/B formatted "0.56×"
-    if isnum "$1" && isnum "$2" && awk -v b="$2" 'BEGIN { exit !(b > 0) }'; then
-        awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f×", a / b }'
-    else printf '—'; fi
-}
+# (tput_med, tput_best, cpu_per_gb_med, lat_med, fmt, ratio, verdict: lib.sh)
 describe() {
     case $1 in
         direct) echo "no tunnel" ;;
@@ -794,14 +476,7 @@ while IFS=$'\t' read -r label _n est alive _dr _vf c0 c1 s0 s1 _cpu _gone; do
 done <"$WORK/hold.tsv"
 
 {
-    echo "# onedoor tunnel benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo
-    echo "Command: \`$CMDLINE\`"
-    echo
-    echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), Linux $(uname -r);" \
-        "load average $LOAD_START at start, $LOAD_END at end; $ELAPSED s." \
-        "$(if [[ $NETNS == 1 ]]; then echo "Private network namespace, loopback."; else echo "Host loopback."; fi)" \
-        "iperf $(iperf3 --version 2>/dev/null | head -1 | awk '{ print $2 }')."
+    report_head tunnel ""
     echo
     echo "Median of $ROUNDS rounds (in brackets: the best round; other load only ever lowers throughput); iperf3 \`-t $DURATION\` to \`iperf3 -s\`" \
         "through each tool's local forward. CPU: the tool's client and server process trees together." \
@@ -815,17 +490,11 @@ done <"$WORK/hold.tsv"
             echo "| $p | skipped: ${SKIP[$p]} | | | | | | | | |"
             continue
         fi
-        g1=$(tput_med "$p" 1 4)
-        b1=$(tput_best "$p" 1)
-        g4=$(tput_med "$p" P4 4)
-        c1=$(cpu_per_gb_med "$p" 1)
-        c4=$(cpu_per_gb_med "$p" P4)
-        l50=$(lat_med "$p" 3)
-        l99=$(lat_med "$p" 4)
+        row_medians "$p"
         hk=—
         if [[ -n ${HOLDKIB[$p]:-} ]]; then hk="${HOLDKIB[$p]} (${HOLDC[$p]} + ${HOLDS[$p]})"; fi
-        echo "| $p | $(describe "$p") | $(fmt %.2f "$g1") ($(fmt %.1f "$b1")) | $(ratio "$g1" "$D1") | $(fmt %.2f "$g4") | $(ratio "$g4" "$DP4")" \
-            "| $(fmt %.2f "$c1") / $(fmt %.2f "$c4") | $(fmt %.0f "$l50") / $(fmt %.0f "$l99") | $(ratio "$l50" "$DLAT") | $hk |"
+        echo "| $p | $(describe "$p") | $(fmt %.2f "$ROW_G1") ($(fmt %.1f "$ROW_B1")) | $(ratio "$ROW_G1" "$D1") | $(fmt %.2f "$ROW_G4") | $(ratio "$ROW_G4" "$DP4")" \
+            "| $(fmt %.2f "$ROW_C1") / $(fmt %.2f "$ROW_C4") | $(fmt %.0f "$ROW_L50") / $(fmt %.0f "$ROW_L99") | $(ratio "$ROW_L50" "$DLAT") | $hk |"
     done
     echo
     echo "UDP: \`iperf3 -u -b $UDP_RATE${UDP_LEN:+ -l $UDP_LEN}\` (what the iperf3 server received; loss as it counted it), through each tool that forwards UDP:"
@@ -864,7 +533,6 @@ done <"$WORK/hold.tsv"
         W1=$(tput_med wstunnel-wss 1 4)
         WB=$(tput_best wstunnel-wss 1)
         OLAT=$(lat_med onedoor 3)
-        verdict() { if awk "BEGIN { exit !($1) }" 2>/dev/null; then echo PASS; else echo FAIL; fi; }
         echo "Targets (issue 4; verdicts on the medians):"
         echo
         echo "| target | measured | verdict |"
