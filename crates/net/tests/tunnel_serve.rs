@@ -228,7 +228,7 @@ impl Door {
     /// TLS to the door with SNI `name` (`None`: no SNI), pinning the
     /// identity's fingerprint.
     async fn tls(&self, name: Option<&str>) -> TlsStream<TcpStream> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = onedoor_net::connect::transport::crypto_provider();
         let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()
@@ -512,7 +512,7 @@ async fn other_tls_goes_to_the_user_routes() {
     for sni in [Some("other.example"), None] {
         let d_addr = d.addr;
         let client = tokio::spawn(async move {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let provider = onedoor_net::connect::transport::crypto_provider();
             let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()
                 .unwrap()
@@ -593,7 +593,7 @@ async fn a_certificate_of_its_own() {
     roots
         .add(CertificateDer::from_pem_slice(&cert_pem).unwrap())
         .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = onedoor_net::connect::transport::crypto_provider();
     let config = Arc::new(
         rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

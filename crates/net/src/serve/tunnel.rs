@@ -152,7 +152,7 @@ impl TunnelTls {
             }
         };
         let certs_leaf = certs[0].to_vec();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::connect::transport::crypto_provider();
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| e.to_string())?

@@ -22,7 +22,9 @@ pub mod door;
 pub mod tls;
 
 pub use door::{proxy_for, DoorMap, DoorOptions, DoorStream, DoorTransport, PathMemory};
-pub use tls::{cert_fingerprint, CertInfo, OuterSeen, TlsClientOptions, TlsTransport};
+pub use tls::{
+    cert_fingerprint, crypto_provider, CertInfo, OuterSeen, TlsClientOptions, TlsTransport,
+};
 
 /// A way to reach the door. The client only needs [`Transport::connect`];
 /// the server half (`bind`, `accept`, `handshake`) lets a listener speak

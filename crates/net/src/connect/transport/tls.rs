@@ -38,6 +38,14 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::{Answered, Transport, TransportError};
 
+/// The cryptography every TLS of onedoor uses (client, serve's tunnel,
+/// the inner layer): aws-lc-rs. Against ring on the same tunnel run it cut
+/// CPU per GB moved by 6-7 % (AES-GCM is 15-20 % of each side's CPU;
+/// BENCHMARKS.md, tunnel follow-up).
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
 /// The ALPN protocol the tunnel's own server side (tests) offers.
 pub const ALPN: &[u8] = b"h2";
 
@@ -93,7 +101,7 @@ impl TlsTransport {
     pub fn client(opts: TlsClientOptions) -> TlsTransport {
         TlsTransport {
             client: opts,
-            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            provider: crypto_provider(),
             roots: Arc::new(OnceLock::new()),
             server: None,
         }
