@@ -776,6 +776,38 @@ mod every_path {
         w.assert_running();
         drop(w.peers.remove(i));
 
+        // auto with HTTPS_PROXY: the ways straight first (door 443 is
+        // dropped: one bounded try, the other ways on that door skipped),
+        // then through the proxy.
+        let started = Instant::now();
+        let i = w.connect_bg(
+            "connect-auto-proxy",
+            &["--transport", "auto", "-L", "127.0.0.1:2224:127.0.0.1:22"],
+            &[
+                ("HTTPS_PROXY", &url),
+                (
+                    "ONEDOOR_PATHS",
+                    &w.path().join("paths-proxy.toml").display().to_string(),
+                ),
+            ],
+            "-L 127.0.0.1:2224",
+        );
+        let auto_up = started.elapsed();
+        let log = w.peers[i].stderr();
+        assert!(
+            log.contains("auto: tls on door 443 did not work")
+                && log.contains("auto: tls on door 443 through the proxy"),
+            "auto did not try straight, then through the proxy:\n{log}"
+        );
+        assert!(
+            !log.contains("auto: wss on door 443 did not work"),
+            "auto tried another way on a door it found dropped:\n{log}"
+        );
+        w.ssh_runs("auto through HTTPS_PROXY", 2224, &[], &[], "proxy-auto");
+        w.assert_running();
+        drop(w.peers.remove(i));
+        eprintln!("auto with HTTPS_PROXY: up after {auto_up:.1?} (3 s of it on the door straight)");
+
         // A wrong password: the proxy's refusal, named; the password not.
         let bad = format!("http://door:Wr0ng-Secret@{proxy_at}");
         let r = w.connect_once(

@@ -397,7 +397,11 @@ async fn start(plans: Vec<Plan>, args: &ConnectArgs) -> Result<(), Exit> {
             None => None,
         };
         if let Some(proxy) = &p.proxy {
-            tracing::info!(server = %p.server, "through the HTTP proxy {proxy}");
+            if p.choice == Choice::Auto {
+                tracing::info!(server = %p.server, "the HTTP proxy {proxy} is tried after the ways straight");
+            } else {
+                tracing::info!(server = %p.server, "through the HTTP proxy {proxy}");
+            }
         }
         let transport = DoorTransport::new(
             tls,

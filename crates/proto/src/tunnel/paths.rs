@@ -17,6 +17,11 @@
 //! `wss` and `ws` on 443-like doors, `ws` then `wss` on 80 (plain HTTP is
 //! what a door 80 usually lets through). Doors the map says are shut
 //! (rejected, filtered) are never tried; a path is never listed twice.
+//!
+//! When an HTTP proxy is known (`--proxy`, `HTTPS_PROXY`), the same ways
+//! follow once more through it: straight first (a proxy costs a copy and
+//! sees the door's name), then through the proxy. A map describes the
+//! network straight to the server, so it does not prune the proxy's ways.
 
 use std::fmt;
 use std::str::FromStr;
@@ -89,40 +94,67 @@ impl fmt::Display for Choice {
     }
 }
 
-/// One way to the door: a transport on a port of the server's host.
+/// One way to the door: a transport on a port of the server's host,
+/// straight or through the HTTP proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Way {
     /// The transport.
     pub kind: Kind,
     /// The door (TCP port).
     pub port: u16,
+    /// Through the HTTP proxy?
+    pub proxied: bool,
+}
+
+impl Way {
+    /// `kind` on door `port`, straight.
+    pub fn straight(kind: Kind, port: u16) -> Way {
+        Way {
+            kind,
+            port,
+            proxied: false,
+        }
+    }
+
+    /// The text [`Way::from_str`] reads: `wss:443`, `tls:443+proxy`.
+    pub fn key(&self) -> String {
+        let via = if self.proxied { "+proxy" } else { "" };
+        format!("{}:{}{via}", self.kind, self.port)
+    }
 }
 
 impl fmt::Display for Way {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} on door {}", self.kind, self.port)
+        write!(f, "{} on door {}", self.kind, self.port)?;
+        if self.proxied {
+            f.write_str(" through the proxy")?;
+        }
+        Ok(())
     }
 }
 
 impl FromStr for Way {
     type Err = KindError;
 
-    /// `wss:443`, as the path memory stores it.
+    /// `wss:443` or `wss:443+proxy`, as the path memory stores it.
     fn from_str(s: &str) -> Result<Self, KindError> {
-        let (k, p) = s.split_once(':').ok_or_else(|| KindError(s.to_owned()))?;
+        let (rest, proxied) = match s.strip_suffix("+proxy") {
+            Some(r) => (r, true),
+            None => (s, false),
+        };
+        let (k, p) = rest
+            .split_once(':')
+            .ok_or_else(|| KindError(s.to_owned()))?;
         let kind = match k.parse::<Choice>()? {
             Choice::Only(kind) => kind,
             Choice::Auto => return Err(KindError(s.to_owned())),
         };
         let port = p.parse().map_err(|_| KindError(s.to_owned()))?;
-        Ok(Way { kind, port })
-    }
-}
-
-impl Way {
-    /// The text [`Way::from_str`] reads: `wss:443`.
-    pub fn key(&self) -> String {
-        format!("{}:{}", self.kind, self.port)
+        Ok(Way {
+            kind,
+            port,
+            proxied,
+        })
     }
 }
 
@@ -152,21 +184,27 @@ pub struct Attempt {
 /// The ways `auto` tries for a server on `port`: see the module docs.
 /// `remembered`: what worked last time. `map`: what a probe map says of a
 /// door (`None`: no map). `open_doors`: the doors the map lists as open
-/// (ignored without a map).
+/// (ignored without a map). `proxy`: an HTTP proxy is known.
 pub fn plan(
     port: u16,
     remembered: Option<Way>,
     map: Option<&dyn Fn(u16) -> DoorSays>,
     open_doors: &[u16],
+    proxy: bool,
 ) -> Vec<Attempt> {
-    let says = |p: u16| map.map_or(DoorSays::Unknown, |m| m(p));
+    let says = |w: &Way| match (w.proxied, map) {
+        (false, Some(m)) => m(w.port),
+        _ => DoorSays::Unknown,
+    };
     let mut out: Vec<Attempt> = Vec::new();
     let mut push = |way: Way, why: &'static str| {
-        if says(way.port) == DoorSays::Shut {
+        if way.proxied && !proxy {
             return;
         }
-        if way.kind == Kind::Tls && says(way.port) == DoorSays::Intercepted {
-            return;
+        match says(&way) {
+            DoorSays::Shut => return,
+            DoorSays::Intercepted if way.kind == Kind::Tls => return,
+            _ => {}
         }
         if !out.iter().any(|a| a.way == way) {
             out.push(Attempt { way, why });
@@ -175,43 +213,50 @@ pub fn plan(
     if let Some(w) = remembered {
         push(w, "it worked last time");
     }
-    push(
-        Way {
-            kind: Kind::Tls,
+    for proxied in [false, true] {
+        let on = |kind: Kind, port: u16| Way {
+            kind,
             port,
-        },
-        "TLS straight to the door is the fastest way",
-    );
-    push(
-        Way {
-            kind: Kind::Wss,
-            port,
-        },
-        "WebSocket over HTTPS passes proxies and interceptors",
-    );
-    push(
-        Way {
-            kind: Kind::Ws,
-            port,
-        },
-        "WebSocket over plain HTTP passes where TLS does not",
-    );
-    if map.is_some() {
-        let mut others: Vec<u16> = open_doors.iter().copied().filter(|&p| p != port).collect();
-        // 443 and 80 first, then the rest in order.
-        others.sort_by_key(|&p| (p != 443, p != 80, p));
-        others.dedup();
-        for p in others {
-            let kinds: &[Kind] = if p == 80 {
-                &[Kind::Ws, Kind::Wss, Kind::Tls]
+            proxied,
+        };
+        push(
+            on(Kind::Tls, port),
+            if proxied {
+                "the way straight did not work; through the HTTP proxy, TLS to the door"
             } else {
-                &[Kind::Tls, Kind::Wss, Kind::Ws]
-            };
-            for &kind in kinds {
-                push(
-                    Way { kind, port: p },
-                    "the probe map says this door is open",
-                );
+                "TLS straight to the door is the fastest way"
+            },
+        );
+        push(
+            on(Kind::Wss, port),
+            if proxied {
+                "through the HTTP proxy, WebSocket over HTTPS"
+            } else {
+                "WebSocket over HTTPS passes proxies and interceptors"
+            },
+        );
+        push(
+            on(Kind::Ws, port),
+            if proxied {
+                "through the HTTP proxy, WebSocket over plain HTTP"
+            } else {
+                "WebSocket over plain HTTP passes where TLS does not"
+            },
+        );
+        if map.is_some() && !proxied {
+            let mut others: Vec<u16> = open_doors.iter().copied().filter(|&p| p != port).collect();
+            // 443 and 80 first, then the rest in order.
+            others.sort_by_key(|&p| (p != 443, p != 80, p));
+            others.dedup();
+            for p in others {
+                let kinds: &[Kind] = if p == 80 {
+                    &[Kind::Ws, Kind::Wss, Kind::Tls]
+                } else {
+                    &[Kind::Tls, Kind::Wss, Kind::Ws]
+                };
+                for &kind in kinds {
+                    push(on(kind, p), "the probe map says this door is open");
+                }
             }
         }
     }
@@ -229,18 +274,15 @@ mod tests {
     #[test]
     fn without_a_map_the_door_itself_in_three_ways() {
         assert_eq!(
-            ways(&plan(443, None, None, &[])),
+            ways(&plan(443, None, None, &[], false)),
             ["tls:443", "wss:443", "ws:443"]
         );
     }
 
     #[test]
     fn what_worked_comes_first_and_only_once() {
-        let w = Way {
-            kind: Kind::Wss,
-            port: 443,
-        };
-        let p = plan(443, Some(w), None, &[]);
+        let w = Way::straight(Kind::Wss, 443);
+        let p = plan(443, Some(w), None, &[], false);
         assert_eq!(ways(&p), ["wss:443", "tls:443", "ws:443"]);
         assert_eq!(p[0].why, "it worked last time");
     }
@@ -254,13 +296,13 @@ mod tests {
             22 => DoorSays::Shut,
             _ => DoorSays::Unknown,
         };
-        let p = plan(443, None, Some(&map), &[8443, 80]);
+        let p = plan(443, None, Some(&map), &[8443, 80], false);
         assert_eq!(
             ways(&p),
             ["wss:443", "ws:443", "ws:80", "wss:80", "tls:80", "tls:8443", "wss:8443", "ws:8443"]
         );
         let shut = |_: u16| DoorSays::Shut;
-        assert!(plan(22, None, Some(&shut), &[]).is_empty());
+        assert!(plan(22, None, Some(&shut), &[], false).is_empty());
     }
 
     #[test]
@@ -272,14 +314,41 @@ mod tests {
                 DoorSays::Open
             }
         };
-        let w = Way {
-            kind: Kind::Ws,
-            port: 80,
-        };
+        let w = Way::straight(Kind::Ws, 80);
         assert_eq!(
-            ways(&plan(443, Some(w), Some(&map), &[])),
+            ways(&plan(443, Some(w), Some(&map), &[], false)),
             ["tls:443", "wss:443", "ws:443"]
         );
+    }
+
+    #[test]
+    fn with_a_proxy_the_ways_straight_come_first_then_through_it() {
+        let p = plan(443, None, None, &[], true);
+        assert_eq!(
+            ways(&p),
+            [
+                "tls:443",
+                "wss:443",
+                "ws:443",
+                "tls:443+proxy",
+                "wss:443+proxy",
+                "ws:443+proxy"
+            ]
+        );
+        // The map speaks of the way straight only.
+        let shut = |_: u16| DoorSays::Shut;
+        assert_eq!(
+            ways(&plan(443, None, Some(&shut), &[], true)),
+            ["tls:443+proxy", "wss:443+proxy", "ws:443+proxy"]
+        );
+        // What worked through the proxy comes first next time.
+        let w: Way = "tls:443+proxy".parse().unwrap();
+        assert_eq!(
+            ways(&plan(443, Some(w), None, &[], true))[0],
+            "tls:443+proxy"
+        );
+        // Without a proxy, a remembered proxied way is not tried.
+        assert_eq!(ways(&plan(443, Some(w), None, &[], false))[0], "tls:443");
     }
 
     #[test]
@@ -287,13 +356,11 @@ mod tests {
         assert_eq!("AUTO".parse::<Choice>(), Ok(Choice::Auto));
         assert_eq!("wss".parse::<Choice>(), Ok(Choice::Only(Kind::Wss)));
         assert!("quic".parse::<Choice>().is_err());
-        assert_eq!(
-            "ws:80".parse::<Way>(),
-            Ok(Way {
-                kind: Kind::Ws,
-                port: 80
-            })
-        );
+        assert_eq!("ws:80".parse::<Way>(), Ok(Way::straight(Kind::Ws, 80)));
+        let via = "tls:443+proxy".parse::<Way>().unwrap();
+        assert!(via.proxied);
+        assert_eq!(via.key(), "tls:443+proxy");
+        assert_eq!(via.to_string(), "tls on door 443 through the proxy");
         assert!("auto:80".parse::<Way>().is_err());
         assert!("ws:x".parse::<Way>().is_err());
     }

@@ -23,8 +23,11 @@
 //! nothing secret; the token never leaves the verified TLS.
 //!
 //! A failure to reach one way is logged and the next is tried (`auto`); a
-//! TCP connect that fails rules out the other ways on the same door
-//! (without a proxy, they would fail the same way).
+//! TCP connect that fails rules out the other ways straight to the same
+//! door (they would fail the same way). With a proxy known, `auto` tries
+//! the ways straight first (waiting at most 3 s for each door), then the
+//! same ways through the proxy; an explicit transport goes only through
+//! the proxy.
 
 use std::io;
 use std::net::SocketAddr;
@@ -44,6 +47,10 @@ use tokio::net::TcpStream;
 
 use super::{cert_fingerprint, Answered, TlsTransport, Transport, TransportError};
 use crate::connect::proxy;
+
+/// How long `auto` waits for a door straight when a proxy could be tried
+/// next.
+const STRAIGHT_BEFORE_PROXY: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A byte stream of any kind (TCP, TLS, a WebSocket, TLS in a WebSocket).
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -300,6 +307,7 @@ impl DoorTransport {
                 way: Way {
                     kind,
                     port: server.port,
+                    proxied: self.opts.proxy.is_some(),
                 },
                 why: "it was asked for",
             }],
@@ -320,14 +328,15 @@ impl DoorTransport {
                     remembered,
                     map.map(|_| &says as &dyn Fn(u16) -> DoorSays),
                     &open,
+                    self.opts.proxy.is_some(),
                 )
             }
         }
     }
 
-    /// TCP to `door`, straight or through the proxy.
-    async fn tcp(&self, door: &HostPort) -> Result<TcpStream, TransportError> {
-        match &self.opts.proxy {
+    /// TCP to `door`, straight or (`proxied`) through the proxy.
+    async fn tcp(&self, door: &HostPort, proxied: bool) -> Result<TcpStream, TransportError> {
+        match self.opts.proxy.as_ref().filter(|_| proxied) {
             Some(p) => proxy::through(p, door, self.tls.timeout())
                 .await
                 .map_err(|e| TransportError::Proxy(Box::new(e))),
@@ -338,7 +347,12 @@ impl DoorTransport {
     /// One way, bounded by the connect timeout.
     async fn open(&self, server: &HostPort, way: Way) -> Result<DoorStream, TransportError> {
         let door = HostPort::new(&server.host, way.port);
-        let after = self.tls.timeout();
+        let mut after = self.tls.timeout();
+        // With a proxy to fall back on, `auto` does not wait long for a
+        // door straight that a firewall may be dropping.
+        if self.opts.choice == Choice::Auto && self.opts.proxy.is_some() && !way.proxied {
+            after = after.min(STRAIGHT_BEFORE_PROXY);
+        }
         match tokio::time::timeout(after, self.open_unbounded(&door, way)).await {
             Ok(r) => r,
             Err(_) => Err(TransportError::Timeout {
@@ -353,7 +367,7 @@ impl DoorTransport {
         door: &HostPort,
         way: Way,
     ) -> Result<DoorStream, TransportError> {
-        let tcp = self.tcp(door).await?;
+        let tcp = self.tcp(door, way.proxied).await?;
         match way.kind {
             Kind::Tls => {
                 let tls = self.tls.handshake_over(door, tcp).await?;
@@ -495,7 +509,7 @@ impl Transport for DoorTransport {
         let mut first_error: Option<TransportError> = None;
         let mut last_error: Option<TransportError> = None;
         for a in &attempts {
-            if dead_doors.contains(&a.way.port) {
+            if !a.way.proxied && dead_doors.contains(&a.way.port) {
                 continue;
             }
             match self.open(server, a.way).await {
@@ -503,13 +517,8 @@ impl Transport for DoorTransport {
                     let was = self.last.lock().expect("last lock").replace(a.way);
                     if many && was != Some(a.way) {
                         tracing::info!(
-                            "auto: {}{} ({}){}",
+                            "auto: {} ({}){}",
                             a.way,
-                            self.opts
-                                .proxy
-                                .as_ref()
-                                .map(|p| format!(" through the proxy {p}"))
-                                .unwrap_or_default(),
                             a.why,
                             if s.inner {
                                 "; inside the inner layer"
@@ -530,7 +539,7 @@ impl Transport for DoorTransport {
                     let tcp_failed = matches!(
                         e,
                         TransportError::Unreachable { .. } | TransportError::Timeout { .. }
-                    ) && self.opts.proxy.is_none();
+                    ) && !a.way.proxied;
                     if tcp_failed {
                         dead_doors.push(a.way.port);
                     }
