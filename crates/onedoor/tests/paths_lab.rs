@@ -308,6 +308,28 @@ mod every_path {
             }
         }
 
+        /// `connect KEY --transport auto --map MAP -L 127.0.0.1:2223:…:22`
+        /// with a fresh path memory, started in the background (kept in
+        /// `peers`); its log once the forward listens.
+        fn auto_with_map(&mut self, map: &Path) -> String {
+            let map = map.display().to_string();
+            let memory = self.path().join("paths-map.toml").display().to_string();
+            let i = self.connect_bg(
+                "connect-auto-map",
+                &[
+                    "--transport",
+                    "auto",
+                    "--map",
+                    &map,
+                    "-L",
+                    "127.0.0.1:2223:127.0.0.1:22",
+                ],
+                &[("ONEDOOR_PATHS", &memory)],
+                "-L 127.0.0.1:2223",
+            );
+            self.peers[i].stderr()
+        }
+
         /// A probe map (`onedoor probe --json`, made the way probe makes
         /// it) of this server saying `tcp` of its doors, written to a file.
         fn probe_map(&self, name: &str, tcp: &[(u16, PortState)]) -> PathBuf {
@@ -483,24 +505,7 @@ mod every_path {
                 (80, PortState::Open),
             ],
         );
-        let map = map.display().to_string();
-        let i = w.connect_bg(
-            "connect-auto-map",
-            &[
-                "--transport",
-                "auto",
-                "--map",
-                &map,
-                "-L",
-                "127.0.0.1:2223:127.0.0.1:22",
-            ],
-            &[(
-                "ONEDOOR_PATHS",
-                &w.path().join("paths-map.toml").display().to_string(),
-            )],
-            "-L 127.0.0.1:2223",
-        );
-        let log = w.peers[i].stderr();
+        let log = w.auto_with_map(&map);
         assert!(
             log.contains("auto: ws on door 80"),
             "auto did not say it took ws on door 80:\n{log}"
@@ -968,24 +973,7 @@ mod every_path {
                 (80, PortState::Open),
             ],
         );
-        let map = map.display().to_string();
-        let j = w.connect_bg(
-            "connect-auto-map",
-            &[
-                "--transport",
-                "auto",
-                "--map",
-                &map,
-                "-L",
-                "127.0.0.1:2223:127.0.0.1:22",
-            ],
-            &[(
-                "ONEDOOR_PATHS",
-                &w.path().join("paths-map.toml").display().to_string(),
-            )],
-            "-L 127.0.0.1:2223",
-        );
-        let log = w.peers[j].stderr();
+        let log = w.auto_with_map(&map);
         assert!(
             log.contains("auto: wss on door 443") && !log.contains("tls on door 443"),
             "auto with the map did not go straight to wss on door 443:\n{log}"
