@@ -44,7 +44,11 @@
 #              [all but onedoor-b]. onedoor-wss / onedoor-ws: the same
 #              connect and serve over `--transport wss` (the outer TLS is
 #              serve's own, verified: one layer) and `--transport ws`
-#              (plain HTTP outside, the session in the inner TLS layer)
+#              (plain HTTP outside, the session in the inner TLS layer).
+#              onedoor-nginx / wstunnel-nginx: behind nginx terminating TLS
+#              with its own certificate (the README's set-up): onedoor's
+#              session then runs in the inner layer (two layers), wstunnel's
+#              does not verify nginx and has one
 #   ONEDOOR_B_BIN  onedoor-b: a second onedoor, side by side with the first
 #              (an A/B of two builds, or of one build in two settings)
 #                                                      [$ONEDOOR_BIN]
@@ -85,7 +89,7 @@ UDP_LEN=${UDP_LEN-1400}
 : "${WSTUNNEL:=}" "${RATHOLE:=}"
 : "${PORT_BASE:=12000}" "${BUILD:=1}" "${ONEDOOR_BIN:=target/release/onedoor}" "${OUT_DIR:=bench/out}"
 # shellcheck disable=SC2034 # read by lib.sh (require_known_peers, peer_index)
-ALL_PEERS="direct onedoor onedoor-wss onedoor-ws ssh wstunnel-wss wstunnel-ws rathole onedoor-b"
+ALL_PEERS="direct onedoor onedoor-wss onedoor-ws onedoor-nginx ssh wstunnel-wss wstunnel-ws wstunnel-nginx rathole onedoor-b"
 : "${PEERS:=direct onedoor ssh wstunnel-wss wstunnel-ws rathole}"
 : "${ONEDOOR_B_BIN:=$ONEDOOR_BIN}" "${ONEDOOR_B_ENV:=}"
 NETNS=${NETNS:-$(default_netns)}
@@ -152,6 +156,7 @@ elif [[ ! -x $WSTUNNEL ]]; then
 fi
 if [[ -n ${SKIP[wstunnel-wss]:-} ]]; then
     SKIP[wstunnel-ws]=${SKIP[wstunnel-wss]}
+    SKIP[wstunnel-nginx]=${SKIP[wstunnel-wss]}
     missing+=("wstunnel (${SKIP[wstunnel-wss]}; build it from its source outside this repo, then WSTUNNEL=/path/to/wstunnel)")
 fi
 if [[ -z $RATHOLE ]]; then
@@ -183,6 +188,7 @@ fi
 if [[ -z ${SKIP[wstunnel-wss]:-} ]]; then
     VERSION[wstunnel-wss]="$("$WSTUNNEL" --version 2>/dev/null | head -1)"
     VERSION[wstunnel-ws]=${VERSION[wstunnel-wss]}
+    VERSION[wstunnel-nginx]=${VERSION[wstunnel-wss]}
 fi
 if [[ -z ${SKIP[rathole]:-} ]]; then
     # rathole 0.5 prints a build table; its version is on "Build Version:".
@@ -211,6 +217,63 @@ SSH_USER=$(id -un)
 random_token() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
 
 declare -A FRONT=() CPID=() SPID=()
+# nginx_front DIR DOOR BEHIND: an nginx config in DIR terminating TLS on
+# DOOR with a self-signed certificate of its own (made once) and passing
+# everything, WebSocket upgrades included, to BEHIND over plain HTTP, as
+# the README's reverse-proxy set-up does.
+nginx_front() {
+    local d=$1 door=$2 behind=$3
+    [[ -n $NGINX ]] || { log "nginx is not installed (apt-get install nginx)"; return 1; }
+    if [[ ! -f $WORK/front.crt ]]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj /CN=front.example -keyout "$WORK/front.key" -out "$WORK/front.crt" >/dev/null 2>&1 ||
+            { log "openssl could not make nginx's certificate"; return 1; }
+    fi
+    mkdir -p "$d/nginx"
+    cat >"$d/nginx/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $d/nginx/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $d/nginx/body;
+    proxy_temp_path $d/nginx/proxy;
+    fastcgi_temp_path $d/nginx/fastcgi;
+    uwsgi_temp_path $d/nginx/uwsgi;
+    scgi_temp_path $d/nginx/scgi;
+    map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }
+    server {
+        listen $LO:$door ssl;
+        ssl_certificate $WORK/front.crt;
+        ssl_certificate_key $WORK/front.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {
+            proxy_pass http://$LO:$behind;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection \$connection_upgrade;
+            proxy_set_header Host \$host;
+            proxy_read_timeout 1h;
+            proxy_buffering off;
+        }
+    }
+}
+CONF
+}
+# behind_then_nginx DIR BEHIND: the shell words that wait for the server
+# behind nginx to listen on BEHIND, then become nginx (so the server is a
+# child of the process whose tree is measured).
+behind_then_nginx() {
+    # shellcheck disable=SC2016 # $(seq) runs in the child shell
+    printf 'for _ in $(seq 100); do (exec 3<>/dev/tcp/%s/%s) 2>/dev/null && break; sleep 0.05; done; exec %q -p %q -c %q -e stderr' \
+        "$LO" "$2" "$NGINX" "$1/nginx/" "$1/nginx/nginx.conf"
+}
+NGINX=$(command -v nginx || true)
+[[ -n $NGINX ]] || for x in /usr/sbin/nginx /sbin/nginx; do [[ -x $x ]] && NGINX=$x && break; done
+
 # start_peer PEER SET(tput|lat) BACKEND_PORT: start the tool's server and
 # client; its client listens on FRONT[PEER/SET] (TCP; and UDP on the same
 # port number for the tput set of a UDP-capable tool) and forwards to
@@ -268,6 +331,23 @@ start_peer() {
             } >"$cfg"
             scmd=("$SSHD" -D -e -f "$cfg")
             ccmd=(ssh "${SSH_OPTS[@]}" -p "$door" -N -o ExitOnForwardFailure=yes -L "$LO:$front:$LO:$back" "$SSH_USER@$LO")
+            ;;
+        onedoor-nginx)
+            "$ONEDOOR_BIN" init --state-dir "$d/state" --name "$LO" --port "$door" >"$d/key" 2>"$d/init.log" ||
+                { log "$peer init failed: $(tail -3 "$d/init.log")"; return 1; }
+            nginx_front "$d" "$door" $((door + 50)) || return 1
+            scmd=(bash -c "$(printf '%q ' "$ONEDOOR_BIN" serve -l "$LO:$((door + 50))" --state-dir "$d/state" --tunnel) &
+                $(behind_then_nginx "$d" $((door + 50)))")
+            ccmd=("$ONEDOOR_BIN" connect "$(cat "$d/key")" --transport wss -L "$LO:$front:$LO:$back")
+            [[ $udp == 1 ]] && ccmd+=(-L "udp/$LO:$front:$LO:$back")
+            ;;
+        wstunnel-nginx)
+            nginx_front "$d" "$door" $((door + 50)) || return 1
+            scmd=(bash -c "$(printf '%q ' "$WSTUNNEL" server --log-lvl WARN --restrict-to "$LO:$back" "ws://$LO:$((door + 50))") &
+                $(behind_then_nginx "$d" $((door + 50)))")
+            ccmd=("$WSTUNNEL" client --log-lvl WARN -L "tcp://$LO:$front:$LO:$back")
+            [[ $udp == 1 ]] && ccmd+=(-L "udp://$LO:$front:$LO:$back?timeout_sec=0")
+            ccmd+=("wss://$LO:$door")
             ;;
         wstunnel-wss | wstunnel-ws)
             local scheme=${peer#wstunnel-}
@@ -456,6 +536,8 @@ describe() {
         ssh) echo "${VERSION[ssh]:-OpenSSH}: \`ssh -L\` → sshd (encrypted)" ;;
         wstunnel-wss) echo "${VERSION[wstunnel-wss]:-wstunnel}: \`wss://\` (TLS, encrypted)" ;;
         wstunnel-ws) echo "${VERSION[wstunnel-ws]:-wstunnel}: \`ws://\` (unencrypted)" ;;
+        wstunnel-nginx) echo "${VERSION[wstunnel-wss]:-wstunnel}: \`wss://\` to nginx (its own certificate, not verified), \`ws://\` from nginx to its server (one layer of encryption, to nginx)" ;;
+        onedoor-nginx) echo "${VERSION[onedoor]}: \`--transport wss\` to nginx (its own certificate), plain HTTP from nginx to serve: the session in the inner layer (two layers: TLS to nginx, and the pinned TLS inside)" ;;
         rathole) echo "${VERSION[rathole]:-rathole}: TCP transport (unencrypted)" ;;
     esac
 }
