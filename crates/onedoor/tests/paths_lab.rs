@@ -763,10 +763,18 @@ mod every_path {
         w.assert_running();
         drop(w.peers.remove(i));
 
-        // HTTPS_PROXY instead of the flag.
+        // HTTPS_PROXY instead of the flag, with an explicit transport: only
+        // through the proxy, as curl does.
         let i = w.connect_bg(
             "connect-proxy-env",
-            &["-L", "127.0.0.1:2223:127.0.0.1:22", "-D", "127.0.0.1:1081"],
+            &[
+                "--transport",
+                "tls",
+                "-L",
+                "127.0.0.1:2223:127.0.0.1:22",
+                "-D",
+                "127.0.0.1:1081",
+            ],
             &[("HTTPS_PROXY", &url)],
             "SOCKS5 proxy on",
         );
@@ -781,13 +789,13 @@ mod every_path {
         w.assert_running();
         drop(w.peers.remove(i));
 
-        // auto with HTTPS_PROXY: the ways straight first (door 443 is
-        // dropped: one bounded try, the other ways on that door skipped),
-        // then through the proxy.
+        // auto (the default) with HTTPS_PROXY: the ways straight first
+        // (door 443 is dropped: one bounded try, the other ways on that
+        // door skipped), then through the proxy.
         let started = Instant::now();
         let i = w.connect_bg(
             "connect-auto-proxy",
-            &["--transport", "auto", "-L", "127.0.0.1:2224:127.0.0.1:22"],
+            &["-L", "127.0.0.1:2224:127.0.0.1:22"],
             &[
                 ("HTTPS_PROXY", &url),
                 (

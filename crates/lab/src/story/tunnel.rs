@@ -194,9 +194,10 @@ impl Route {
         }
     }
 
-    /// Where connect's files (the map, auto's memory) live while it runs.
+    /// Where connect's files (the map, auto's memory) live while it runs:
+    /// for every route, since `auto` is connect's default and remembers.
     fn files(&self, instance: Instance) -> Option<PathBuf> {
-        self.auto.then(|| runtime_dir(instance).join("connect"))
+        Some(runtime_dir(instance).join("connect"))
     }
 
     /// `--map`'s file, when the map is fed.

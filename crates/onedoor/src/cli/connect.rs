@@ -66,15 +66,18 @@ pub(crate) struct ConnectArgs {
     /// server's certificate must verify against the system roots.
     #[arg(long, value_name = "SHA256:...")]
     fingerprint: Option<String>,
-    /// How to reach the door: tls (TLS straight to it), wss (WebSocket over
-    /// HTTPS: passes reverse proxies and TLS interception, in the inner
-    /// layer when the outer certificate is not the server's), ws (WebSocket
-    /// over plain HTTP, always in the inner layer), auto (tries them in
-    /// that order, remembers what worked, and says which it chose).
-    #[arg(long, value_name = "NAME", default_value = "tls", value_parser = ["auto", "tls", "wss", "ws"])]
+    /// How to reach the door: auto (the default: tries tls, wss, ws in that
+    /// order, remembers what worked, and says which it chose), tls (TLS
+    /// straight to it; an interceptor stops it), wss (WebSocket over HTTPS:
+    /// passes reverse proxies and TLS interception, in the inner layer when
+    /// the outer certificate is not the server's), ws (WebSocket over plain
+    /// HTTP, always in the inner layer).
+    #[arg(long, value_name = "NAME", default_value = "auto", value_parser = ["auto", "tls", "wss", "ws"])]
     transport: String,
-    /// Reach the door through this HTTP CONNECT proxy (default: $HTTPS_PROXY
-    /// or $ALL_PROXY, unless $NO_PROXY names the server).
+    /// Reach the door through this HTTP CONNECT proxy, and only through it.
+    /// Without it, $HTTPS_PROXY or $ALL_PROXY (unless $NO_PROXY names the
+    /// server) is used: by auto after the ways straight, by the others
+    /// always.
     #[arg(long, value_name = "http://[user:pass@]host:port")]
     proxy: Option<String>,
     /// For ws and wss: the path in front of the ticket, when a reverse proxy
@@ -146,6 +149,9 @@ struct Plan {
     sni: Option<String>,
     choice: Choice,
     proxy: Option<ProxyUrl>,
+    /// The proxy was given (`--proxy`, `proxy =`), not found in the
+    /// environment.
+    proxy_given: bool,
     ws_path: String,
     forwards: Vec<Forward>,
 }
@@ -279,6 +285,7 @@ fn plan(args: &ConnectArgs) -> Result<Vec<Plan>, Exit> {
             let server = over.clone().unwrap_or(server);
             plans.push(Plan {
                 proxy: proxy_for(args.proxy.as_deref(), &server).map_err(Exit::usage)?,
+                proxy_given: args.proxy.is_some(),
                 server,
                 token,
                 fingerprint: pin.or(key_fp),
@@ -308,12 +315,14 @@ fn plan(args: &ConnectArgs) -> Result<Vec<Plan>, Exit> {
                 .clone()
                 .or_else(|| s.key.as_ref().map(|k| k.server.clone()))
                 .ok_or_else(|| Exit::usage(format!("{}: no address", s.origin)))?;
+            let proxy_given = s.proxy.is_some() || args.proxy.is_some();
             let proxy = match s.proxy {
                 Some(p) => Some(p),
                 None => proxy_for(args.proxy.as_deref(), &server).map_err(Exit::usage)?,
             };
             plans.push(Plan {
                 proxy,
+                proxy_given,
                 server,
                 token,
                 fingerprint: s
@@ -397,8 +406,8 @@ async fn start(plans: Vec<Plan>, args: &ConnectArgs) -> Result<(), Exit> {
             None => None,
         };
         if let Some(proxy) = &p.proxy {
-            if p.choice == Choice::Auto {
-                tracing::info!(server = %p.server, "the HTTP proxy {proxy} is tried after the ways straight");
+            if p.choice == Choice::Auto && !p.proxy_given {
+                tracing::info!(server = %p.server, "the HTTP proxy {proxy} (from the environment) is tried after the ways straight");
             } else {
                 tracing::info!(server = %p.server, "through the HTTP proxy {proxy}");
             }
@@ -408,6 +417,7 @@ async fn start(plans: Vec<Plan>, args: &ConnectArgs) -> Result<(), Exit> {
             DoorOptions {
                 choice: p.choice,
                 proxy: p.proxy.clone(),
+                proxy_only: p.proxy_given,
                 ws_path: p.ws_path.clone(),
                 map,
                 memory: PathMemory::usual(),

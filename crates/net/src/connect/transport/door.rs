@@ -24,10 +24,11 @@
 //!
 //! A failure to reach one way is logged and the next is tried (`auto`); a
 //! TCP connect that fails rules out the other ways straight to the same
-//! door (they would fail the same way). With a proxy known, `auto` tries
-//! the ways straight first (waiting at most 3 s for each door), then the
-//! same ways through the proxy; an explicit transport goes only through
-//! the proxy.
+//! door (they would fail the same way). With a proxy from the environment,
+//! `auto` tries the ways straight first (waiting at most 3 s for each
+//! door), then the same ways through the proxy; a proxy given with
+//! `--proxy`, or any known proxy with an explicit transport, is the only
+//! way out.
 
 use std::io;
 use std::net::SocketAddr;
@@ -175,7 +176,8 @@ impl DoorMap {
     }
 }
 
-/// Where `auto` remembers, per server, the way that worked:
+/// Where `auto` remembers, per server, the way that worked when it was not
+/// the first guess (TLS straight to the key's door):
 /// `$ONEDOOR_PATHS`, else `$XDG_STATE_HOME/onedoor/paths.toml`, else
 /// `~/.local/state/onedoor/paths.toml`. A TOML table of
 /// `"SHA256:…@host:port" = "wss:443"`.
@@ -221,14 +223,32 @@ impl PathMemory {
     }
 
     /// Remember `way` for `who` (best effort: a read-only home only costs
-    /// the memory).
+    /// the memory). At most [`PathMemory::MAX`] servers are remembered.
     pub fn remember(&self, who: &str, way: Way) {
         let mut all = self.read();
         if all.get(who).map(String::as_str) == Some(way.key().as_str()) {
             return;
         }
+        while all.len() >= Self::MAX {
+            all.pop_first();
+        }
         all.insert(who.to_owned(), way.key());
-        let Ok(text) = toml::to_string(&all) else {
+        self.write(&all);
+    }
+
+    /// Forget what worked for `who` (the first guess works again).
+    pub fn forget(&self, who: &str) {
+        let mut all = self.read();
+        if all.remove(who).is_some() {
+            self.write(&all);
+        }
+    }
+
+    /// The most servers remembered.
+    pub const MAX: usize = 256;
+
+    fn write(&self, all: &std::collections::BTreeMap<String, String>) {
+        let Ok(text) = toml::to_string(all) else {
             return;
         };
         if let Some(dir) = self.file.parent() {
@@ -246,8 +266,12 @@ impl PathMemory {
 pub struct DoorOptions {
     /// `--transport`.
     pub choice: Choice,
-    /// `--proxy` (or the environment's): every way goes through it.
+    /// `--proxy` (or the environment's).
     pub proxy: Option<ProxyUrl>,
+    /// Go only through the proxy (it was given, not found in the
+    /// environment). Otherwise `auto` tries the ways straight first; an
+    /// explicit transport always takes a known proxy.
+    pub proxy_only: bool,
     /// The path in front of the ticket (a reverse proxy's `location`).
     pub ws_path: String,
     /// A probe map for `auto`.
@@ -261,6 +285,7 @@ impl Default for DoorOptions {
         DoorOptions {
             choice: Choice::Only(Kind::Tls),
             proxy: None,
+            proxy_only: false,
             ws_path: String::new(),
             map: None,
             memory: None,
@@ -330,6 +355,9 @@ impl DoorTransport {
                     &open,
                     self.opts.proxy.is_some(),
                 )
+                .into_iter()
+                .filter(|a| a.way.proxied || !self.opts.proxy_only || self.opts.proxy.is_none())
+                .collect()
             }
         }
     }
@@ -350,7 +378,11 @@ impl DoorTransport {
         let mut after = self.tls.timeout();
         // With a proxy to fall back on, `auto` does not wait long for a
         // door straight that a firewall may be dropping.
-        if self.opts.choice == Choice::Auto && self.opts.proxy.is_some() && !way.proxied {
+        if self.opts.choice == Choice::Auto
+            && self.opts.proxy.is_some()
+            && !self.opts.proxy_only
+            && !way.proxied
+        {
             after = after.min(STRAIGHT_BEFORE_PROXY);
         }
         match tokio::time::timeout(after, self.open_unbounded(&door, way)).await {
@@ -527,8 +559,14 @@ impl Transport for DoorTransport {
                             }
                         );
                     }
+                    // Only a way other than the first guess is worth
+                    // remembering: most servers then leave no trace.
                     if let (Choice::Auto, Some(m)) = (self.opts.choice, &self.opts.memory) {
-                        m.remember(&self.memory_key(server), a.way);
+                        if a.way == Way::straight(Kind::Tls, server.port) {
+                            m.forget(&self.memory_key(server));
+                        } else {
+                            m.remember(&self.memory_key(server), a.way);
+                        }
                     }
                     return Ok(s);
                 }
@@ -683,6 +721,13 @@ mod tests {
         assert_eq!(ways(&t)[0], "wss:8443");
         // Another server's memory is its own.
         assert_eq!(memory.recall("SHA256:x@other:443"), None);
+        memory.forget(&t.memory_key(&server));
+        assert_eq!(ways(&t)[0], "tls:443");
+        // Bounded.
+        for n in 0..PathMemory::MAX + 10 {
+            memory.remember(&format!("k{n:04}"), "ws:80".parse().unwrap());
+        }
+        assert_eq!(memory.read().len(), PathMemory::MAX);
         let _ = std::fs::remove_dir_all(dir);
     }
 }
