@@ -204,6 +204,7 @@ impl Route {
     fn map_file(&self, instance: Instance) -> Option<PathBuf> {
         self.map
             .as_ref()
+            .filter(|_| self.auto)
             .and(self.files(instance))
             .map(|d| d.join("map.json"))
     }
