@@ -173,6 +173,27 @@ where
     }
 }
 
+/// `attempt` on each of `addrs` in turn: the first success, else the last
+/// error (`none` when there was no address at all).
+async fn first_that_answers<T, F, Fut>(
+    addrs: Vec<SocketAddr>,
+    none: &'static str,
+    mut attempt: F,
+) -> io::Result<T>
+where
+    F: FnMut(SocketAddr) -> Fut,
+    Fut: Future<Output = io::Result<T>>,
+{
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, none);
+    for a in addrs {
+        match attempt(a).await {
+            Ok(v) => return Ok(v),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// The server's outbound side: name resolution, TCP connects, UDP sockets
 /// and listeners for reverse binds. [`SystemConnector`] uses the OS; tests
 /// (and a lab) may answer names or connect differently.
@@ -206,19 +227,11 @@ pub trait Connector: Send + Sync + 'static {
         addrs: &[SocketAddr],
     ) -> impl Future<Output = io::Result<TcpStream>> + Send {
         let addrs = addrs.to_vec();
-        async move {
-            let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
-            for a in addrs {
-                match TcpStream::connect(a).await {
-                    Ok(s) => {
-                        let _ = s.set_nodelay(true);
-                        return Ok(s);
-                    }
-                    Err(e) => last = e,
-                }
-            }
-            Err(last)
-        }
+        first_that_answers(addrs, "no address to connect to", |a| async move {
+            let s = TcpStream::connect(a).await?;
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        })
     }
 
     /// A UDP socket connected to the first of `addrs`.
@@ -227,26 +240,16 @@ pub trait Connector: Send + Sync + 'static {
         addrs: &[SocketAddr],
     ) -> impl Future<Output = io::Result<UdpSocket>> + Send {
         let addrs = addrs.to_vec();
-        async move {
-            let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to send to");
-            for a in addrs {
-                let local: SocketAddr = if a.is_ipv4() {
-                    (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-                } else {
-                    (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-                };
-                let r = async {
-                    let s = UdpSocket::bind(local).await?;
-                    s.connect(a).await?;
-                    Ok::<_, io::Error>(s)
-                };
-                match r.await {
-                    Ok(s) => return Ok(s),
-                    Err(e) => last = e,
-                }
-            }
-            Err(last)
-        }
+        first_that_answers(addrs, "no address to send to", |a| async move {
+            let local: SocketAddr = if a.is_ipv4() {
+                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let s = UdpSocket::bind(local).await?;
+            s.connect(a).await?;
+            Ok(s)
+        })
     }
 
     /// Listeners on every one of `addrs` (all with the same port: with
