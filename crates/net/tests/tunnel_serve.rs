@@ -1,27 +1,25 @@
 //! The tunnel inside serve (`serve --tunnel`), end to end on loopback: a real
-//! `Server` on a real socket, a state dir made by `StateDir::init`, a rustls
-//! client that pins the identity's fingerprint, the tunnel session client,
+//! `Server` on a real socket, a state dir made by `StateDir::init`, the `tls`
+//! transport's client pinning the identity's fingerprint, the tunnel session client,
 //! a fallback website, and `curl` as the scanner.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use onedoor_net::connect::transport::{TlsClientOptions, TlsTransport};
 use onedoor_net::serve::tunnel::{Tunnel, TunnelOptions, TunnelTls, ALPN_HTTP1};
 use onedoor_net::serve::Server;
 use onedoor_net::state::{Identity, StateDir};
 use onedoor_net::tunnel::client::{ClientOptions, Session};
 use onedoor_net::tunnel::{AuthRefusal, ConnectError, OpenError};
 use onedoor_proto::config::{At, RouteSource, ServeLayer};
-use onedoor_proto::probe::hello::ED25519_SPKI_PREFIX;
+use onedoor_proto::spec::HostPort;
 use onedoor_proto::tunnel::session::ClientHello;
 use onedoor_proto::tunnel::session::DoorTag;
 use onedoor_proto::tunnel::{AllowList, AllowPattern, Fingerprint, Token};
 use onedoor_proto::Protocol;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -31,71 +29,6 @@ use tokio_rustls::TlsConnector;
 /// What the fallback website answers, always.
 const WEBSITE: &[u8] =
     b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 21\r\nConnection: close\r\n\r\nthe real website here";
-
-/// The client's side of pinning: the certificate's Ed25519 SPKI must hash to
-/// the fingerprint; signatures are checked as usual.
-#[derive(Debug)]
-struct Pin {
-    fingerprint: Fingerprint,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pin {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let der: &[u8] = end_entity.as_ref();
-        let at = der
-            .windows(ED25519_SPKI_PREFIX.len())
-            .position(|w| w == ED25519_SPKI_PREFIX)
-            .ok_or_else(|| rustls::Error::General("not an Ed25519 certificate".into()))?;
-        let spki = &der[at..at + ED25519_SPKI_PREFIX.len() + 32];
-        if Fingerprint::of(spki) == self.fingerprint {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("fingerprint mismatch".into()))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
 
 struct Door {
     _dir: tempfile::TempDir,
@@ -224,28 +157,29 @@ async fn door_with(
     }
 }
 
+/// The client's TLS to `addr` (the `tls` transport's own handshake),
+/// pinning `fingerprint`, with SNI `name` (`None`: no SNI).
+async fn pinned_tls(
+    addr: SocketAddr,
+    fingerprint: Fingerprint,
+    name: Option<&str>,
+) -> Result<TlsStream<TcpStream>, onedoor_net::connect::transport::TransportError> {
+    let transport = TlsTransport::client(TlsClientOptions {
+        fingerprint: Some(fingerprint),
+        sni: name.map(str::to_owned),
+        ..Default::default()
+    });
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    transport
+        .handshake_over(&HostPort::new(&addr.ip().to_string(), addr.port()), tcp)
+        .await
+}
+
 impl Door {
     /// TLS to the door with SNI `name` (`None`: no SNI), pinning the
     /// identity's fingerprint.
     async fn tls(&self, name: Option<&str>) -> TlsStream<TcpStream> {
-        let provider = onedoor_net::connect::transport::crypto_provider();
-        let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pin {
-                fingerprint: self.identity.fingerprint(),
-                provider,
-            }))
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        if name.is_none() {
-            config.enable_sni = false;
-        }
-        let server_name = ServerName::try_from(name.unwrap_or("door.test").to_owned()).unwrap();
-        let tcp = TcpStream::connect(self.addr).await.unwrap();
-        TlsConnector::from(Arc::new(config))
-            .connect(server_name, tcp)
+        pinned_tls(self.addr, self.identity.fingerprint(), name)
             .await
             .unwrap()
     }
@@ -512,22 +446,7 @@ async fn other_tls_goes_to_the_user_routes() {
     for sni in [Some("other.example"), None] {
         let d_addr = d.addr;
         let client = tokio::spawn(async move {
-            let provider = onedoor_net::connect::transport::crypto_provider();
-            let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Pin {
-                    fingerprint: Fingerprint::of(b"nothing"),
-                    provider,
-                }))
-                .with_no_client_auth();
-            config.enable_sni = sni.is_some();
-            let tcp = TcpStream::connect(d_addr).await.unwrap();
-            let name = ServerName::try_from(sni.unwrap_or("x.example")).unwrap();
-            let _ = TlsConnector::from(Arc::new(config))
-                .connect(name, tcp)
-                .await;
+            let _ = pinned_tls(d_addr, Fingerprint::of(b"nothing"), sni).await;
         });
         let (mut s, _) = tokio::time::timeout(Duration::from_secs(5), backend.accept())
             .await

@@ -112,6 +112,19 @@ fn dialer(addr: SocketAddr, fp: Option<Fingerprint>, token: Token) -> Dialer<Tls
     }
 }
 
+/// A pinned tunnel to `d` with the first client's token, its supervisor
+/// left running.
+async fn tunnel_to(d: &Door) -> Tunnel {
+    let (tunnel, _supervisor) = Tunnel::start(
+        dialer(d.addr, Some(d.fingerprint), token()),
+        Backoff::default(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    tunnel
+}
+
 async fn echo() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
@@ -143,13 +156,7 @@ async fn roundtrip(addr: SocketAddr, msg: &[u8]) -> Vec<u8> {
 async fn pinned_door_carries_a_local_forward() {
     let d = door("*").await;
     let target = echo().await;
-    let (tunnel, _sup) = Tunnel::start(
-        dialer(d.addr, Some(d.fingerprint), token()),
-        Backoff::default(),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let tunnel = tunnel_to(&d).await;
     let ls = listen_tcp(&BindAddr::Host("127.0.0.1".into()), 0)
         .await
         .unwrap();
@@ -258,13 +265,7 @@ async fn plain_http_at_the_door_is_interception() {
 async fn forbidden_destination_is_refused_by_the_allow_list() {
     let target = echo().await;
     let d = door("10.0.0.0/8:22").await;
-    let (tunnel, _sup) = Tunnel::start(
-        dialer(d.addr, Some(d.fingerprint), token()),
-        Backoff::default(),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let tunnel = tunnel_to(&d).await;
     let e = super::open_tcp(&tunnel, "127.0.0.1", target.port())
         .await
         .unwrap_err();
@@ -296,13 +297,7 @@ async fn socks_connect(proxy: SocketAddr, host: &str, port: u16) -> (TcpStream, 
 async fn socks5_connect_passes_names_to_the_server() {
     let target = echo().await;
     let d = door(&format!("localhost:{}", target.port())).await;
-    let (tunnel, _sup) = Tunnel::start(
-        dialer(d.addr, Some(d.fingerprint), token()),
-        Backoff::default(),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let tunnel = tunnel_to(&d).await;
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = l.local_addr().unwrap();
     tokio::spawn(socks5::run(tunnel, l, Duration::from_secs(5)));
@@ -334,13 +329,7 @@ async fn udp_echo() -> SocketAddr {
 async fn udp_local_forward_and_socks5_udp_associate() {
     let target = udp_echo().await;
     let d = door("*").await;
-    let (tunnel, _sup) = Tunnel::start(
-        dialer(d.addr, Some(d.fingerprint), token()),
-        Backoff::default(),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let tunnel = tunnel_to(&d).await;
     // -L udp/
     let socks = listen_udp(&BindAddr::Host("127.0.0.1".into()), 0)
         .await
