@@ -274,30 +274,7 @@ impl NsSshd {
         fs::create_dir_all("/run/sshd").map_err(|e| format!("mkdir /run/sshd: {e}"))?;
         let d = dir.join("sshd");
         fs::create_dir_all(&d).unwrap();
-        for key in ["host_key", "user_key"] {
-            let mut c = Command::new(&keygen);
-            c.args(["-q", "-t", "ed25519", "-N", "", "-C", "onedoor-test", "-f"])
-                .arg(d.join(key));
-            let r = run_bounded(&mut c, Duration::from_secs(20));
-            assert_eq!(r.code(), Some(0), "ssh-keygen: {}", r.stderr);
-        }
-        fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
-        let mut conf = String::new();
-        writeln!(conf, "ListenAddress {listen}").unwrap();
-        writeln!(conf, "HostKey {}", d.join("host_key").display()).unwrap();
-        writeln!(
-            conf,
-            "AuthorizedKeysFile {}",
-            d.join("authorized_keys").display()
-        )
-        .unwrap();
-        conf.push_str(
-            "PidFile none\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin yes\n\
-             UseDNS no\nMaxStartups 100:30:200\nLogLevel INFO\n",
-        );
-        let conf_path = d.join("sshd_config");
-        fs::write(&conf_path, conf).unwrap();
+        let conf_path = super::sshd_files(&keygen, &d, &format!("ListenAddress {listen}\n"));
         let args = vec![
             "-D".to_owned(),
             "-e".to_owned(),

@@ -414,6 +414,36 @@ fn tool(program: &str, args: &[&OsStr]) {
     assert_eq!(r.code(), Some(0), "{program} {args:?} failed: {}", r.stderr);
 }
 
+/// What a private sshd needs in `d`: a throwaway host key, a client key
+/// (`user_key`) it accepts and an `sshd_config` (no passwords, no PAM)
+/// starting with the `listen` lines. Returns the config's path.
+pub(crate) fn sshd_files(keygen: &Path, d: &Path, listen: &str) -> PathBuf {
+    for key in ["host_key", "user_key"] {
+        let mut c = Command::new(keygen);
+        c.args(["-q", "-t", "ed25519", "-N", "", "-C", "onedoor-test", "-f"])
+            .arg(d.join(key));
+        let r = run_bounded(&mut c, Duration::from_secs(20));
+        assert_eq!(r.code(), Some(0), "ssh-keygen: {}", r.stderr);
+    }
+    fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
+    let mut conf = listen.to_owned();
+    writeln!(conf, "HostKey {}", d.join("host_key").display()).unwrap();
+    writeln!(
+        conf,
+        "AuthorizedKeysFile {}",
+        d.join("authorized_keys").display()
+    )
+    .unwrap();
+    conf.push_str(
+        "PidFile none\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin yes\n\
+         UseDNS no\nMaxStartups 100:30:200\nLogLevel INFO\n",
+    );
+    let conf_path = d.join("sshd_config");
+    fs::write(&conf_path, conf).unwrap();
+    conf_path
+}
+
 /// Start `cmd` with `RLIMIT_NOFILE` set to `soft`/`hard`.
 pub(crate) fn limit_nofile(cmd: &mut Command, soft: u64, hard: u64) {
     use std::os::unix::process::CommandExt;
@@ -716,39 +746,12 @@ impl Sshd {
         }
         let dir = TempDir::new().unwrap();
         let d = dir.path();
-        for key in ["host_key", "user_key"] {
-            tool(
-                keygen.to_str().unwrap(),
-                &[
-                    "-q".as_ref(),
-                    "-t".as_ref(),
-                    "ed25519".as_ref(),
-                    "-N".as_ref(),
-                    "".as_ref(),
-                    "-f".as_ref(),
-                    d.join(key).as_os_str(),
-                ],
-            );
-        }
-        fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
         let addr = free_addr();
-        let mut conf = String::new();
-        writeln!(conf, "Port {}", addr.port()).unwrap();
-        writeln!(conf, "ListenAddress 127.0.0.1").unwrap();
-        writeln!(conf, "HostKey {}", d.join("host_key").display()).unwrap();
-        writeln!(
-            conf,
-            "AuthorizedKeysFile {}",
-            d.join("authorized_keys").display()
-        )
-        .unwrap();
-        conf.push_str(
-            "PidFile none\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin yes\n\
-             UseDNS no\nMaxStartups 100:30:200\nLogLevel INFO\n",
+        let conf_path = sshd_files(
+            &keygen,
+            d,
+            &format!("Port {}\nListenAddress 127.0.0.1\n", addr.port()),
         );
-        let conf_path = d.join("sshd_config");
-        fs::write(&conf_path, conf).unwrap();
         let mut cmd = Command::new(&sshd);
         cmd.arg("-D").arg("-e").arg("-f").arg(&conf_path);
         let mut proc = Proc::spawn("sshd", &mut cmd, d).map_err(|e| format!("spawn sshd: {e}"))?;
