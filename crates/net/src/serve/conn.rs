@@ -106,7 +106,7 @@ pub(crate) async fn handle(
         {
             if let Some(target) = live.config.fallback.clone() {
                 tracing::Span::current().record("route", "fallback");
-                super::tunnel::relay_plain(stream, buf, &target).await;
+                super::tunnel::relay(stream, buf, &target).await;
                 return;
             }
             Sniffed::Close(ErrorKind::NoMatch)

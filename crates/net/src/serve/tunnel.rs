@@ -405,14 +405,7 @@ impl Tunnel {
         if let RejectReason::Io(_) = reason {
             return;
         }
-        match fallback {
-            Some(target) => relay(io, read, &target).await,
-            None => {
-                // Nothing of ours: the TLS ends as a web server's would.
-                let mut io = io;
-                let _ = io.shutdown().await;
-            }
-        }
+        to_fallback(io, read, fallback).await;
     }
 
     /// A plain-HTTP connection whose request line carries `ticket` (the
@@ -435,13 +428,7 @@ impl Tunnel {
             return;
         };
         metrics::tunnel_rejected(reason_label(RejectReason::NotAHello));
-        match fallback {
-            Some(target) => relay(io, read, &target).await,
-            None => {
-                let mut io = io;
-                let _ = io.shutdown().await;
-            }
-        }
+        to_fallback(io, read, fallback).await;
     }
 
     /// The WebSocket door on `io`, of which `read` was read already. With
@@ -647,16 +634,24 @@ fn reason_label(r: RejectReason) -> &'static str {
     }
 }
 
-/// Relay a plain-HTTP connection that nothing else takes to the fallback
-/// website.
-pub(crate) async fn relay_plain(stream: TcpStream, read: Vec<u8>, target: &HostPort) {
-    relay(stream, read, target).await
+/// What is not a client goes to `fallback` ([`relay`]); without one, the
+/// connection ends as a web server's would.
+async fn to_fallback<T>(mut io: T, read: Vec<u8>, fallback: Option<HostPort>)
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    match fallback {
+        Some(target) => relay(io, read, &target).await,
+        None => {
+            let _ = io.shutdown().await;
+        }
+    }
 }
 
 /// Relay a connection that is not a client to the fallback website: what
 /// was read first, then both directions until each side has finished
 /// (a half-close is passed on).
-async fn relay<T>(mut io: T, read: Vec<u8>, target: &HostPort)
+pub(crate) async fn relay<T>(mut io: T, read: Vec<u8>, target: &HostPort)
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
