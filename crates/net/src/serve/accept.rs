@@ -1,5 +1,6 @@
 //! The accept loop: takes a connection slot, accepts, checks the per-IP rate,
-//! and hands the connection to its own task. It never waits on a client, and
+//! and hands the connection to its own task on one of the connection
+//! threads ([`super::workers`]). It never waits on a client, and
 //! when accept fails (out of file descriptors: sslh's CVE-2025-46807) it backs
 //! off instead of spinning.
 
@@ -65,9 +66,15 @@ pub(crate) async fn run(shared: Arc<Shared>, listener: TcpListener, stop: Cancel
             continue;
         }
         let span = tracing::debug_span!("conn", %peer, route = tracing::field::Empty);
-        shared
-            .tracker
-            .spawn(conn::handle(shared.clone(), stream, peer, permit).instrument(span));
+        let tracked = shared.tracker.token();
+        let conn_shared = shared.clone();
+        shared.workers.spawn(stream, move |stream| {
+            async move {
+                let _tracked = tracked;
+                conn::handle(conn_shared, stream, peer, permit).await
+            }
+            .instrument(span)
+        });
     }
     tracing::debug!(addr = ?local, "listener stopped");
 }

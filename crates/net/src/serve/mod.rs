@@ -4,13 +4,15 @@
 //! (swapped whole on reload, so a connection keeps the config it was accepted
 //! under), the connection and pending limits, the rate limiter, and the
 //! tracker that `SIGTERM` waits on. Each listener runs [`accept`]'s loop; each
-//! connection runs [`conn`]'s handler.
+//! connection runs [`conn`]'s handler, on one of the connection threads
+//! ([`workers`]) for its whole life.
 
 mod accept;
 mod conn;
 pub mod pending;
 pub mod reflect;
 pub mod tunnel;
+mod workers;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -77,6 +79,8 @@ pub(crate) struct Shared {
     pub(crate) pending: Arc<Pending>,
     pub(crate) rate: Mutex<Option<RateLimiter>>,
     pub(crate) tracker: TaskTracker,
+    /// The threads connections run on.
+    pub(crate) workers: workers::Workers,
     /// Cancelled when draining starts: listeners stop, sniffing stops.
     pub(crate) stopping: CancellationToken,
     /// The probe reflector, with `--reflect`.
@@ -119,6 +123,7 @@ impl Server {
             pending: Pending::new(c.max_pending),
             rate: Mutex::new(c.rate.map(RateLimiter::new)),
             tracker: TaskTracker::new(),
+            workers: workers::Workers::per_core(),
             stopping: CancellationToken::new(),
             reflector,
             tunnel,

@@ -208,7 +208,9 @@ pub(crate) fn run(args: ServeArgs, matches: &ArgMatches) -> Outcome {
         Ok(n) => tracing::debug!(limit = n, "file descriptor limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the file descriptor limit"),
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // This thread accepts, reloads and answers signals; connections run on
+    // serve's own connection threads, one per core.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
