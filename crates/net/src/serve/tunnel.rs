@@ -63,6 +63,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
+
+use crate::connect::transport::tls::accept_tls;
 use tokio_util::sync::CancellationToken;
 
 use crate::connect::transport::door::Io;
@@ -361,7 +363,9 @@ impl Tunnel {
     ) {
         let opts = self.session_options(&stream);
         let io = Prefixed::new(sniffed, stream);
-        let tls = match tokio::time::timeout(opts.hello_timeout, self.acceptor.accept(io)).await {
+        let tls = match tokio::time::timeout(opts.hello_timeout, accept_tls(&self.acceptor, io))
+            .await
+        {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 tracing::debug!(client = %client_addr, error = %e, "tunnel: TLS handshake failed");
@@ -491,7 +495,7 @@ impl Tunnel {
             }
         };
         let io: Box<dyn Io> = if ticket.inner {
-            match tokio::time::timeout_at(deadline, self.acceptor.accept(ws)).await {
+            match tokio::time::timeout_at(deadline, accept_tls(&self.acceptor, ws)).await {
                 Ok(Ok(tls)) => Box::new(tls),
                 Ok(Err(e)) => {
                     tracing::debug!(client = %client_addr, error = %e, "tunnel: inner TLS handshake failed");

@@ -115,6 +115,19 @@ impl Default for SessionOptions {
     }
 }
 
+/// How much encrypted output a session's TLS may queue: one whole HTTP/2
+/// frame (1 MiB, [`SessionOptions::max_frame`]) with room to spare.
+/// rustls's default of 64 KiB took each frame's 9-byte head plus its
+/// 64 KiB-multiple payload in 64 KiB bites and left 9 bytes over: a TLS
+/// record, a `writev`, a TCP segment and a wake-up of the peer of their own,
+/// once per frame (BENCHMARKS.md, issue 4 follow-up 2).
+pub(crate) const TLS_WRITE_BUFFER: usize = (1 << 20) + (64 << 10);
+
+/// Let a session's TLS connection queue [`TLS_WRITE_BUFFER`].
+pub(crate) fn widen_tls_writes<D>(conn: &mut rustls::ConnectionCommon<D>) {
+    conn.set_buffer_limit(Some(TLS_WRITE_BUFFER));
+}
+
 /// Fill `buf` from the OS's CSPRNG.
 fn random(buf: &mut [u8]) -> std::io::Result<()> {
     getrandom::fill(buf).map_err(std::io::Error::other)
