@@ -49,6 +49,10 @@
 #              with its own certificate (the README's set-up): onedoor's
 #              session then runs in the inner layer (two layers), wstunnel's
 #              does not verify nginx and has one
+#              haproxy-pair: two HAProxy processes in TCP mode, chained
+#              as a tunnel's two ends are (front → one → the other →
+#              backend), with no encryption and no session: what any two
+#              relaying processes cost here, the floor for new streams
 #   ONEDOOR_B_BIN  onedoor-b: a second onedoor, side by side with the first
 #              (an A/B of two builds, or of one build in two settings)
 #                                                      [$ONEDOOR_BIN]
@@ -89,7 +93,7 @@ UDP_LEN=${UDP_LEN-1400}
 : "${WSTUNNEL:=}" "${RATHOLE:=}"
 : "${PORT_BASE:=12000}" "${BUILD:=1}" "${ONEDOOR_BIN:=target/release/onedoor}" "${OUT_DIR:=bench/out}"
 # shellcheck disable=SC2034 # read by lib.sh (require_known_peers, peer_index)
-ALL_PEERS="direct onedoor onedoor-wss onedoor-ws onedoor-nginx ssh wstunnel-wss wstunnel-ws wstunnel-nginx rathole onedoor-b"
+ALL_PEERS="direct onedoor onedoor-wss onedoor-ws onedoor-nginx ssh wstunnel-wss wstunnel-ws wstunnel-nginx rathole haproxy-pair onedoor-b"
 : "${PEERS:=direct onedoor ssh wstunnel-wss wstunnel-ws rathole}"
 : "${ONEDOOR_B_BIN:=$ONEDOOR_BIN}" "${ONEDOOR_B_ENV:=}"
 NETNS=${NETNS:-$(default_netns)}
@@ -159,6 +163,14 @@ if [[ -n ${SKIP[wstunnel-wss]:-} ]]; then
     SKIP[wstunnel-nginx]=${SKIP[wstunnel-wss]}
     missing+=("wstunnel (${SKIP[wstunnel-wss]}; build it from its source outside this repo, then WSTUNNEL=/path/to/wstunnel)")
 fi
+HAPROXY=$(command -v haproxy || true)
+[[ -n $HAPROXY ]] || for d in /usr/sbin /sbin /usr/local/sbin; do
+    [[ -x $d/haproxy ]] && HAPROXY=$d/haproxy && break
+done
+if [[ -z $HAPROXY ]]; then
+    SKIP[haproxy-pair]="HAProxy not installed"
+    [[ " $PEERS " == *" haproxy-pair "* ]] && missing+=("haproxy-pair (apt-get install haproxy)")
+fi
 if [[ -z $RATHOLE ]]; then
     SKIP[rathole]="RATHOLE not set"
 elif [[ ! -x $RATHOLE ]]; then
@@ -189,6 +201,9 @@ if [[ -z ${SKIP[wstunnel-wss]:-} ]]; then
     VERSION[wstunnel-wss]="$("$WSTUNNEL" --version 2>/dev/null | head -1)"
     VERSION[wstunnel-ws]=${VERSION[wstunnel-wss]}
     VERSION[wstunnel-nginx]=${VERSION[wstunnel-wss]}
+fi
+if [[ -z ${SKIP[haproxy-pair]:-} ]]; then
+    VERSION[haproxy-pair]="$("$HAPROXY" -v 2>/dev/null | head -1 | awk '{ print $1, $3 }')"
 fi
 if [[ -z ${SKIP[rathole]:-} ]]; then
     # rathole 0.5 prints a build table; its version is on "Build Version:".
@@ -355,6 +370,28 @@ start_peer() {
             ccmd=("$WSTUNNEL" client --log-lvl WARN -L "tcp://$LO:$front:$LO:$back")
             [[ $udp == 1 ]] && ccmd+=(-L "udp://$LO:$front:$LO:$back?timeout_sec=0")
             ccmd+=("$scheme://$LO:$door")
+            ;;
+        haproxy-pair)
+            # One config per end: the server end relays the door to the
+            # backend, the client end the front to the door.
+            local end listen to
+            for end in server client; do
+                if [[ $end == server ]]; then listen=$door to=$back; else listen=$front to=$door; fi
+                {
+                    echo "global"
+                    echo "    maxconn 4096"
+                    echo "defaults"
+                    echo "    mode tcp"
+                    echo "    timeout connect 5s"
+                    echo "    timeout client 60s"
+                    echo "    timeout server 60s"
+                    echo "listen relay"
+                    echo "    bind $LO:$listen"
+                    echo "    server next $LO:$to"
+                } >"$d/$end.cfg"
+            done
+            scmd=("$HAPROXY" -db -f "$d/server.cfg")
+            ccmd=("$HAPROXY" -db -f "$d/client.cfg")
             ;;
         rathole)
             local tok
@@ -539,6 +576,7 @@ describe() {
         wstunnel-nginx) echo "${VERSION[wstunnel-wss]:-wstunnel}: \`wss://\` to nginx (its own certificate, not verified), \`ws://\` from nginx to its server (one layer of encryption, to nginx)" ;;
         onedoor-nginx) echo "${VERSION[onedoor]}: \`--transport wss\` to nginx (its own certificate), plain HTTP from nginx to serve: the session in the inner layer (two layers: TLS to nginx, and the pinned TLS inside)" ;;
         rathole) echo "${VERSION[rathole]:-rathole}: TCP transport (unencrypted)" ;;
+        haproxy-pair) echo "${VERSION[haproxy-pair]:-HAProxy}: two processes in TCP mode, chained like a tunnel's two ends (unencrypted, no session: a TCP connection per stream between them; a floor, not a tunnel)" ;;
     esac
 }
 
@@ -631,6 +669,10 @@ done <"$WORK/hold.tsv"
         fi
         if isnum "$OLAT" && isnum "$DLAT"; then
             echo "| new-stream p50 ≤ 2× direct | $(ratio "$OLAT" "$DLAT") ($(fmt %.0f "$OLAT") vs $(fmt %.0f "$DLAT") µs) | $(verdict "$OLAT <= 2 * $DLAT") |"
+            HLAT=$(lat_med haproxy-pair 3)
+            if isnum "$HLAT"; then
+                echo "| (floor: two plain HAProxy relays, new-stream p50) | $(ratio "$HLAT" "$DLAT") direct ($(fmt %.0f "$HLAT") µs); onedoor $(ratio "$OLAT" "$HLAT") of it | — |"
+            fi
         else
             echo "| new-stream p50 ≤ 2× direct | not measured | — |"
         fi
