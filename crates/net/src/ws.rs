@@ -8,7 +8,8 @@
 //! `tokio-tungstenite` (which also answers pings and the close handshake).
 //!
 //! **Writes are coalesced.** Small writes (an HTTP/2 frame header, then its
-//! payload) are gathered into one message of up to [`MAX_MESSAGE`] bytes,
+//! payload) are gathered into one message of up to [`MAX_MESSAGE`] bytes
+//! (a write's last quarter-message rides along instead of trailing alone),
 //! sent once [`SEND_AT`] bytes are waiting or on `poll_flush`; tungstenite
 //! then buffers frames (128 KiB) before writing to the socket. So, as with
 //! any buffered writer, a writer must call `poll_flush` to be sure its bytes
@@ -183,7 +184,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
             ready!(self.poll_send_outgoing(cx))?;
         }
         let room = MAX_MESSAGE - self.outgoing.len();
-        let take = total.min(room);
+        // A remainder of up to a quarter message rides with this one rather
+        // than trailing as a message (a write, a segment) of its own: h2
+        // hands over a frame as its 9-byte head and a payload that is a
+        // multiple of 64 KiB, which would leave 9 bytes over.
+        let take = if total - total.min(room) <= MAX_MESSAGE / 4 {
+            total
+        } else {
+            room
+        };
         self.outgoing.reserve(take);
         let mut left = take;
         for b in bufs {
@@ -457,6 +466,56 @@ mod tests {
             assert_eq!(buf[..n], want[..n], "content differs after {got} bytes");
             got += n;
         }
+    }
+
+    /// An HTTP/2 frame handed over as its 9-byte head and a 512 KiB
+    /// payload leaves as messages none of which is a straggler.
+    #[tokio::test]
+    async fn a_frame_leaves_without_a_small_trailing_message() {
+        timeout(LIMIT, async {
+            let (a, b) = tokio::io::duplex(1 << 20);
+            let cfg = Some(ws_config());
+            let (ws, mut peer) = tokio::join!(
+                WebSocketStream::from_raw_socket(a, Role::Client, cfg),
+                WebSocketStream::from_raw_socket(b, Role::Server, cfg),
+            );
+            let mut w = WsIo::new(ws);
+            let head = [0u8; 9];
+            let payload = vec![0x5au8; 512 << 10];
+            let total = head.len() + payload.len();
+            let writer = tokio::spawn(async move {
+                let mut sent = 0;
+                while sent < total {
+                    let (h, p) = if sent < head.len() {
+                        (&head[sent..], &payload[..])
+                    } else {
+                        (&[][..], &payload[sent - head.len()..])
+                    };
+                    sent += w
+                        .write_vectored(&[IoSlice::new(h), IoSlice::new(p)])
+                        .await
+                        .unwrap();
+                }
+                w.flush().await.unwrap();
+                w
+            });
+            let mut sizes = Vec::new();
+            while sizes.iter().sum::<usize>() < total {
+                let next = std::future::poll_fn(|cx| Pin::new(&mut peer).poll_next(cx)).await;
+                match next.unwrap().unwrap() {
+                    Message::Binary(b) => sizes.push(b.len()),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            let _w = writer.await.unwrap();
+            assert_eq!(sizes.iter().sum::<usize>(), total);
+            assert!(
+                sizes.iter().all(|&n| (4096..=MAX_INCOMING).contains(&n)),
+                "message sizes {sizes:?}"
+            );
+        })
+        .await
+        .unwrap();
     }
 
     #[test]
