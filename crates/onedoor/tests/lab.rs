@@ -793,12 +793,68 @@ fn not_root_reruns_itself_through_sudo() {
 /// `ssh` login through door 443.
 #[test]
 fn story_with_real_ssh() {
-    let test = "story_with_real_ssh";
-    if !lab_available(test) {
+    let Some((outcome, stderr)) = real_ssh_story("story_with_real_ssh", "web-reject", 206, &[])
+    else {
         return;
+    };
+    assert_eq!(
+        outcome("ssh-door-22").as_deref(),
+        Some("refused"),
+        "{stderr}"
+    );
+    assert_eq!(
+        outcome("ssh-door-443").as_deref(),
+        Some("reached"),
+        "{stderr}"
+    );
+    assert_eq!(
+        outcome("library-door-443").as_deref(),
+        Some("reached"),
+        "{stderr}"
+    );
+}
+
+/// `--real-ssh` under `proxy-only`: the real ssh login reaches door 443
+/// through the router's HTTP proxy, with socat as its ProxyCommand.
+#[test]
+fn story_with_real_ssh_through_the_proxy() {
+    let Some((outcome, stderr)) = real_ssh_story(
+        "story_with_real_ssh_through_the_proxy",
+        "proxy-only",
+        207,
+        &["socat"],
+    ) else {
+        return;
+    };
+    assert_eq!(
+        outcome("ssh-door-22").as_deref(),
+        Some("dropped"),
+        "{stderr}"
+    );
+    assert_eq!(
+        outcome("ssh-door-443").as_deref(),
+        Some("reached"),
+        "{stderr}"
+    );
+}
+
+/// Run the story with `--real-ssh` under `policy` as instance `n`, when
+/// OpenSSH and `also` are installed; returns each step's outcome by id,
+/// and the story's stderr.
+#[allow(clippy::type_complexity)]
+fn real_ssh_story(
+    test: &str,
+    policy: &str,
+    n: u8,
+    also: &[&str],
+) -> Option<(Box<dyn Fn(&str) -> Option<String>>, String)> {
+    if !lab_available(test) {
+        return None;
     }
     let missing: Vec<&str> = ["sshd", "ssh", "ssh-keygen"]
-        .into_iter()
+        .iter()
+        .chain(also)
+        .copied()
         .filter(|p| {
             !["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
                 .iter()
@@ -806,20 +862,19 @@ fn story_with_real_ssh() {
         })
         .collect();
     if !missing.is_empty() {
-        let why = format!("OpenSSH is not installed (no {})", missing.join(", "));
+        let why = format!("not installed: {}", missing.join(", "));
         if required() {
             panic!("{test}: cannot run with ONEDOOR_E2E=require: {why}");
         }
         eprintln!("SKIP {test}: {why}");
-        return;
+        return None;
     }
-    let n = 206;
     let mut child = Command::new(BIN)
         .args([
             "lab",
             "--real-ssh",
             "--policy",
-            "web-reject",
+            policy,
             "--json",
             "--instance",
             &n.to_string(),
@@ -837,28 +892,7 @@ fn story_with_real_ssh() {
     let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
     assert!(status.success(), "{test}: {status}\n{stderr}");
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let steps = json["runs"][0]["steps"].as_array().unwrap();
-    let outcome = |id: &str| {
-        steps
-            .iter()
-            .find(|s| s["id"] == id)
-            .map(|s| s["observed"]["outcome"].as_str().unwrap().to_owned())
-    };
-    assert_eq!(
-        outcome("ssh-door-22").as_deref(),
-        Some("refused"),
-        "{stderr}"
-    );
-    assert_eq!(
-        outcome("ssh-door-443").as_deref(),
-        Some("reached"),
-        "{stderr}"
-    );
-    assert_eq!(
-        outcome("library-door-443").as_deref(),
-        Some("reached"),
-        "{stderr}"
-    );
+    let steps = json["runs"][0]["steps"].as_array().unwrap().clone();
     assert!(
         !std::env::temp_dir()
             .join(format!("onedoor-lab-ssh-{}-{n}", child.id()))
@@ -866,6 +900,13 @@ fn story_with_real_ssh() {
         "the throwaway keys were removed"
     );
     assert_nothing_left(Instance(n));
+    let outcome = move |id: &str| {
+        steps
+            .iter()
+            .find(|s| s["id"] == id)
+            .map(|s| s["observed"]["outcome"].as_str().unwrap().to_owned())
+    };
+    Some((Box::new(outcome), stderr))
 }
 
 /// Regression: a veth that is up drops packets until its queueing

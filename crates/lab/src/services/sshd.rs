@@ -24,6 +24,9 @@ pub(crate) struct OpenSsh {
     /// The client.
     pub(crate) ssh: PathBuf,
     keygen: PathBuf,
+    /// socat, when installed: the client's ProxyCommand through an HTTP
+    /// CONNECT proxy.
+    pub(crate) socat: Option<PathBuf>,
 }
 
 fn find(names: &[&str]) -> Option<PathBuf> {
@@ -43,7 +46,20 @@ impl OpenSsh {
             sshd: find(&["sshd"])?,
             ssh: find(&["ssh"])?,
             keygen: find(&["ssh-keygen"])?,
+            socat: find(&["socat"]),
         })
+    }
+
+    /// `ssh -o ProxyCommand=…` reaching `%h:%p` through the HTTP CONNECT
+    /// proxy at `proxy`, as a user behind one would (socat, when installed).
+    pub(crate) fn proxy_command(&self, proxy: std::net::SocketAddrV4) -> Option<String> {
+        let socat = self.socat.as_ref()?;
+        Some(format!(
+            "ProxyCommand={} - PROXY:{}:%h:%p,proxyport={}",
+            socat.display(),
+            proxy.ip(),
+            proxy.port()
+        ))
     }
 }
 
@@ -154,13 +170,17 @@ impl RealSshd {
 
     /// The `ssh` command line (after the program) that logs in to `port` of
     /// `host` with the throwaway key and runs `echo`.
+    /// `via`: an `-o` option to reach the server another way (a
+    /// ProxyCommand).
     pub(crate) fn login_args(
         &self,
         host: std::net::Ipv4Addr,
         port: u16,
         greeting: &str,
+        via: Option<String>,
     ) -> Vec<String> {
-        vec![
+        let via = via.into_iter().flat_map(|o| ["-o".to_owned(), o]);
+        let mut args: Vec<String> = vec![
             "-F".into(),
             "/dev/null".into(),
             "-i".into(),
@@ -177,9 +197,10 @@ impl RealSshd {
             "ConnectTimeout=2".into(),
             "-o".into(),
             "LogLevel=ERROR".into(),
-            format!("root@{host}"),
-            format!("echo {greeting}"),
-        ]
+        ];
+        args.extend(via);
+        args.extend([format!("root@{host}"), format!("echo {greeting}")]);
+        args
     }
 }
 

@@ -415,7 +415,7 @@ async fn tell(
             // door 22 is the real sshd: judge it by a real login.
             (Some(ssh), Some(sshd)) => {
                 let greeting = "hello-from-the-internet";
-                let args = sshd.login_args(plan.internet, ports::LIBRARY, greeting);
+                let args = sshd.login_args(plan.internet, ports::LIBRARY, greeting, None);
                 let started = Instant::now();
                 let observed = checks::ssh_login(lab, &ssh.ssh, &args, greeting).await;
                 attempt(
@@ -604,15 +604,18 @@ async fn tell(
             Expect::Open,
         );
         let started = Instant::now();
-        let observed = if policy.uses_proxy() {
-            Observed::Skipped {
-                reason: "ssh through an HTTP proxy needs a ProxyCommand; the library shows the way"
-                    .into(),
+        let greeting = "hello-through-door-443";
+        // When the router's proxy is the only way out, ssh takes it the way
+        // its users do: with a ProxyCommand.
+        let via = policy.uses_proxy().then(|| ssh.proxy_command(plan.proxy()));
+        let observed = match via {
+            Some(None) => Observed::Skipped {
+                reason: "ssh through an HTTP proxy needs a ProxyCommand, and socat, which would be it, is not installed".into(),
+            },
+            via => {
+                let args = sshd.login_args(plan.internet, ports::SERVE, greeting, via.flatten());
+                checks::ssh_login(lab, &ssh.ssh, &args, greeting).await
             }
-        } else {
-            let greeting = "hello-through-door-443";
-            let args = sshd.login_args(plan.internet, ports::SERVE, greeting);
-            checks::ssh_login(lab, &ssh.ssh, &args, greeting).await
         };
         steps.push(a.observed(observed, ms(started.elapsed())));
     }

@@ -37,7 +37,8 @@ pub(crate) struct LabArgs {
     #[arg(long, conflicts_with_all = ["keep", "bare", "report", "real_ssh", "instance", "full_map"])]
     clean: bool,
     /// Put the machine's real sshd behind door 22 and log in with the real
-    /// ssh through door 443 (needs OpenSSH installed).
+    /// ssh through door 443 (needs OpenSSH installed; under proxy-only, ssh
+    /// goes through the router's proxy with socat as its ProxyCommand).
     #[arg(long)]
     real_ssh: bool,
     /// Build the lab and keep it up with nothing running inside (no
