@@ -63,11 +63,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
-
-use crate::connect::transport::tls::accept_tls;
 use tokio_util::sync::CancellationToken;
 
 use crate::connect::transport::door::Io;
+use crate::connect::transport::tls::accept_tls;
 use crate::metrics::{self, ErrorKind, RouteBytes};
 use crate::state::{Identity, Registry, StateDir, StateError};
 use crate::sys::listen::tune;
