@@ -793,24 +793,16 @@ fn not_root_reruns_itself_through_sudo() {
 /// `ssh` login through door 443.
 #[test]
 fn story_with_real_ssh() {
-    let Some((outcome, stderr)) = real_ssh_story("story_with_real_ssh", "web-reject", 206, &[])
-    else {
-        return;
-    };
-    assert_eq!(
-        outcome("ssh-door-22").as_deref(),
-        Some("refused"),
-        "{stderr}"
-    );
-    assert_eq!(
-        outcome("ssh-door-443").as_deref(),
-        Some("reached"),
-        "{stderr}"
-    );
-    assert_eq!(
-        outcome("library-door-443").as_deref(),
-        Some("reached"),
-        "{stderr}"
+    real_ssh_story(
+        "story_with_real_ssh",
+        "web-reject",
+        206,
+        &[],
+        &[
+            ("ssh-door-22", "refused"),
+            ("ssh-door-443", "reached"),
+            ("library-door-443", "reached"),
+        ],
     );
 }
 
@@ -818,38 +810,21 @@ fn story_with_real_ssh() {
 /// through the router's HTTP proxy, with socat as its ProxyCommand.
 #[test]
 fn story_with_real_ssh_through_the_proxy() {
-    let Some((outcome, stderr)) = real_ssh_story(
+    real_ssh_story(
         "story_with_real_ssh_through_the_proxy",
         "proxy-only",
         207,
         &["socat"],
-    ) else {
-        return;
-    };
-    assert_eq!(
-        outcome("ssh-door-22").as_deref(),
-        Some("dropped"),
-        "{stderr}"
-    );
-    assert_eq!(
-        outcome("ssh-door-443").as_deref(),
-        Some("reached"),
-        "{stderr}"
+        &[("ssh-door-22", "dropped"), ("ssh-door-443", "reached")],
     );
 }
 
 /// Run the story with `--real-ssh` under `policy` as instance `n`, when
-/// OpenSSH and `also` are installed; returns each step's outcome by id,
-/// and the story's stderr.
-#[allow(clippy::type_complexity)]
-fn real_ssh_story(
-    test: &str,
-    policy: &str,
-    n: u8,
-    also: &[&str],
-) -> Option<(Box<dyn Fn(&str) -> Option<String>>, String)> {
+/// OpenSSH and `also` are installed, and check that each step in `expect`
+/// (id, outcome) ended so.
+fn real_ssh_story(test: &str, policy: &str, n: u8, also: &[&str], expect: &[(&str, &str)]) {
     if !lab_available(test) {
-        return None;
+        return;
     }
     let missing: Vec<&str> = ["sshd", "ssh", "ssh-keygen"]
         .iter()
@@ -867,7 +842,7 @@ fn real_ssh_story(
             panic!("{test}: cannot run with ONEDOOR_E2E=require: {why}");
         }
         eprintln!("SKIP {test}: {why}");
-        return None;
+        return;
     }
     let mut child = Command::new(BIN)
         .args([
@@ -892,7 +867,14 @@ fn real_ssh_story(
     let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
     assert!(status.success(), "{test}: {status}\n{stderr}");
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let steps = json["runs"][0]["steps"].as_array().unwrap().clone();
+    let steps = json["runs"][0]["steps"].as_array().unwrap();
+    for (id, want) in expect {
+        let got = steps
+            .iter()
+            .find(|s| s["id"] == *id)
+            .and_then(|s| s["observed"]["outcome"].as_str());
+        assert_eq!(got, Some(*want), "{test}: step {id}\n{stderr}");
+    }
     assert!(
         !std::env::temp_dir()
             .join(format!("onedoor-lab-ssh-{}-{n}", child.id()))
@@ -900,13 +882,6 @@ fn real_ssh_story(
         "the throwaway keys were removed"
     );
     assert_nothing_left(Instance(n));
-    let outcome = move |id: &str| {
-        steps
-            .iter()
-            .find(|s| s["id"] == id)
-            .map(|s| s["observed"]["outcome"].as_str().unwrap().to_owned())
-    };
-    Some((Box::new(outcome), stderr))
 }
 
 /// Regression: a veth that is up drops packets until its queueing
