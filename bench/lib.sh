@@ -582,3 +582,30 @@ row_medians() {
     ROW_L50=$(lat_med "$1" 3)
     ROW_L99=$(lat_med "$1" 4)
 }
+
+# haproxy_cfg FILE FRONT BACKEND SPLICE(no|auto|always): HAProxy in TCP mode
+# relaying LO:FRONT to LO:BACKEND (serve.sh's haproxy peers, tunnel.sh's
+# haproxy-pair).
+haproxy_cfg() { # FILE FRONT BACKEND SPLICE(no|auto|always)
+    {
+        echo "global"
+        # 4000: with splice, 2 fds per connection plus pipes must fit in 20000.
+        echo "    maxconn 4000"
+        echo "defaults"
+        echo "    mode tcp"
+        echo "    timeout connect 5s"
+        echo "    timeout client 1h"
+        echo "    timeout server 1h"
+        case $4 in
+            auto) echo "    option splice-auto" ;;
+            # splice-auto never splices on loopback here (strace: only
+            # recvfrom/sendto), so also force it, both ways.
+            always) printf '    option splice-request\n    option splice-response\n' ;;
+        esac
+        echo "frontend front"
+        echo "    bind $LO:$2"
+        echo "    default_backend back"
+        echo "backend back"
+        echo "    server s1 $LO:$3"
+    } >"$1"
+}

@@ -123,29 +123,6 @@ SERVE_FLAGS=()
 if [[ $serve_ok == 1 ]] && "$SERVE_BIN" serve --help 2>/dev/null | grep -q -- '--max-connections'; then
     SERVE_FLAGS+=(--max-connections $((HOLD + 1000)))
 fi
-haproxy_cfg() { # FILE FRONT BACKEND SPLICE(no|auto|always)
-    {
-        echo "global"
-        # 4000: with splice, 2 fds per connection plus pipes must fit in 20000.
-        echo "    maxconn 4000"
-        echo "defaults"
-        echo "    mode tcp"
-        echo "    timeout connect 5s"
-        echo "    timeout client 1h"
-        echo "    timeout server 1h"
-        case $4 in
-            auto) echo "    option splice-auto" ;;
-            # splice-auto never splices on loopback here (strace: only
-            # recvfrom/sendto), so also force it, both ways.
-            always) printf '    option splice-request\n    option splice-response\n' ;;
-        esac
-        echo "frontend front"
-        echo "    bind $LO:$2"
-        echo "    default_backend back"
-        echo "backend back"
-        echo "    server s1 $LO:$3"
-    } >"$1"
-}
 declare -A FRONT=() FPID=()
 # start_peer PEER SET(tput|lat) BACKEND_PORT: start the forwarder; sets
 # FRONT[PEER/SET] and FPID[PEER/SET].

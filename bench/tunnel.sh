@@ -374,22 +374,8 @@ start_peer() {
         haproxy-pair)
             # One config per end: the server end relays the door to the
             # backend, the client end the front to the door.
-            local end listen to
-            for end in server client; do
-                if [[ $end == server ]]; then listen=$door to=$back; else listen=$front to=$door; fi
-                {
-                    echo "global"
-                    echo "    maxconn 4096"
-                    echo "defaults"
-                    echo "    mode tcp"
-                    echo "    timeout connect 5s"
-                    echo "    timeout client 60s"
-                    echo "    timeout server 60s"
-                    echo "listen relay"
-                    echo "    bind $LO:$listen"
-                    echo "    server next $LO:$to"
-                } >"$d/$end.cfg"
-            done
+            haproxy_cfg "$d/server.cfg" "$door" "$back" no
+            haproxy_cfg "$d/client.cfg" "$front" "$door" no
             scmd=("$HAPROXY" -db -f "$d/server.cfg")
             ccmd=("$HAPROXY" -db -f "$d/client.cfg")
             ;;
